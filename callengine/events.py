@@ -1,0 +1,205 @@
+"""What a telephony provider tells us, and what we tell it.
+
+Every event is a small frozen attrs class. Audio inside an event is always one canonical
+format: 16-bit signed little-endian mono PCM (``pcm``, bytes) at a stated ``sample_rate``.
+
+Two families:
+
+* Provider events (provider -> engine): :class:`Connected`, :class:`CallStarted`,
+  :class:`CallerAudio`, :class:`Dtmf`, :class:`MarkEchoed`, :class:`CallStopped`,
+  :class:`UnknownMessage`.
+* Commands (engine -> provider): :class:`PlayAudio`, :class:`Mark`, :class:`Clear`,
+  :class:`Hangup`, :class:`Transfer`.
+
+A codec in the ENGINE role turns wire messages into provider events and commands into wire
+messages; in the PROVIDER role (the simulator) it does the opposite. This module imports
+only attrs and numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+import numpy as np
+
+__all__ = [
+    "Event",
+    "ProviderEvent",
+    "Command",
+    "Connected",
+    "CallStarted",
+    "CallerAudio",
+    "Dtmf",
+    "MarkEchoed",
+    "CallStopped",
+    "UnknownMessage",
+    "PlayAudio",
+    "Mark",
+    "Clear",
+    "Hangup",
+    "Transfer",
+    "DTMF_DIGITS",
+]
+
+#: The sixteen DTMF keys, row by row of the keypad.
+DTMF_DIGITS = "123A456B789C*0#D"
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value) if value else {}
+
+
+def _check_pcm(instance: Any, attribute: attrs.Attribute, value: bytes) -> None:
+    if len(value) % 2:
+        raise ValueError(f"{type(instance).__name__}.pcm must hold whole 16-bit samples, got {len(value)} bytes")
+
+
+def _check_rate(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{type(instance).__name__}.sample_rate must be positive, got {value}")
+
+
+class Event:
+    """Base class of every event and command."""
+
+    __slots__ = ()
+
+
+class ProviderEvent(Event):
+    """Something the provider tells the engine."""
+
+    __slots__ = ()
+
+
+class Command(Event):
+    """Something the engine tells the provider."""
+
+    __slots__ = ()
+
+
+class _PcmMixin:
+    __slots__ = ()
+    pcm: bytes
+    sample_rate: int
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The audio as a read-only int16 numpy array (no copy)."""
+        return np.frombuffer(self.pcm, dtype="<i2")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.pcm) // 2
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+        return len(self.pcm) / (2 * self.sample_rate)
+
+
+# --- provider -> engine -------------------------------------------------------------
+
+
+@attrs.frozen
+class Connected(ProviderEvent):
+    """The provider's transport-level hello (Awaaz ``connected``); carries no call data."""
+
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+
+
+@attrs.frozen
+class CallStarted(ProviderEvent):
+    """A call's metadata: the first thing a provider says about the call.
+
+    ``sample_rate`` is the rate of the caller audio that follows. ``custom`` holds the
+    provider's per-call parameters (Awaaz ``custom_parameters``, Knowlarity ``metadata`` /
+    ``ivr_data``); ``raw`` is the whole decoded start message.
+    """
+
+    call_id: str
+    stream_id: str = ""
+    caller: str = ""
+    called: str = ""
+    sample_rate: int = attrs.field(default=8000, validator=_check_rate)
+    direction: str = ""
+    custom: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+
+
+@attrs.frozen
+class CallerAudio(_PcmMixin, ProviderEvent):
+    """A piece of the caller's audio: PCM16LE mono at ``sample_rate``."""
+
+    pcm: bytes = attrs.field(validator=_check_pcm, repr=lambda b: f"<{len(b)} bytes>")
+    sample_rate: int = attrs.field(validator=_check_rate)
+
+
+@attrs.frozen
+class Dtmf(ProviderEvent):
+    """A key pressed by the caller: one of ``0-9 * # A-D``."""
+
+    digit: str = attrs.field()
+
+    @digit.validator
+    def _check_digit(self, attribute: attrs.Attribute, value: str) -> None:
+        if len(value) != 1 or value not in DTMF_DIGITS:
+            raise ValueError(f"not a DTMF key: {value!r}")
+
+
+@attrs.frozen
+class MarkEchoed(ProviderEvent):
+    """The provider says the audio sent before mark ``name`` has played."""
+
+    name: str
+
+
+@attrs.frozen
+class CallStopped(ProviderEvent):
+    """The provider says the call has ended."""
+
+    reason: str = ""
+    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+
+
+@attrs.frozen
+class UnknownMessage(ProviderEvent):
+    """A well-formed message we do not understand. Reported, never fatal."""
+
+    kind: str
+    raw: Any = attrs.field(default=None, eq=False)
+
+
+# --- engine -> provider -------------------------------------------------------------
+
+
+@attrs.frozen
+class PlayAudio(_PcmMixin, Command):
+    """Audio for the caller to hear: PCM16LE mono at ``sample_rate``."""
+
+    pcm: bytes = attrs.field(validator=_check_pcm, repr=lambda b: f"<{len(b)} bytes>")
+    sample_rate: int = attrs.field(validator=_check_rate)
+
+
+@attrs.frozen
+class Mark(Command):
+    """Ask the provider to report when everything sent so far has played."""
+
+    name: str
+
+
+@attrs.frozen
+class Clear(Command):
+    """Stop playback now and drop whatever audio the provider has queued."""
+
+
+@attrs.frozen
+class Hangup(Command):
+    """End the call."""
+
+
+@attrs.frozen
+class Transfer(Command):
+    """Hand the call over to ``target`` (a provider-side branch or number)."""
+
+    target: str = "default"

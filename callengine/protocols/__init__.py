@@ -1,0 +1,1 @@
+"""Sans-IO provider codecs (no I/O, no trio)."""

@@ -1,0 +1,94 @@
+"""The sans-IO codec interface every provider implements.
+
+A codec never does I/O and never imports trio. It has two roles:
+
+* ``Role.ENGINE`` (what the server runs): ``receive(wire message) -> [ProviderEvent]`` and
+  ``send(Command) -> [wire message]``.
+* ``Role.PROVIDER`` (what the simulated provider runs): ``receive(wire message) -> [Command]``
+  and ``send(ProviderEvent) -> [wire message]``.
+
+A wire message is ``str`` (a WebSocket text frame) or ``bytes`` (a binary frame).
+
+Errors: malformed input raises :class:`~callengine.errors.RemoteProtocolError` carrying a
+close-code hint; misuse from our side raises :class:`~callengine.errors.LocalProtocolError`.
+Unknown but well-formed messages come back as :class:`~callengine.events.UnknownMessage`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar, Sequence, Union
+
+import attrs
+
+from ..events import Event
+
+__all__ = ["Role", "WireMessage", "Capabilities", "Codec"]
+
+WireMessage = Union[str, bytes]
+
+
+class Role(enum.Enum):
+    ENGINE = "engine"
+    PROVIDER = "provider"
+
+
+@attrs.frozen
+class Capabilities:
+    """What a provider can do, and the engine's defaults for it.
+
+    ``clear``: the provider has a command that flushes its playout buffer.
+    ``mark_echo``: the provider echoes marks when the audio before them has played.
+    ``transfer``: the provider can transfer a call from a message on the socket.
+    ``hangup_message``: hang-up is a message; if False, hang-up is closing the socket.
+    ``dtmf_events``: the stream carries DTMF as events (otherwise keys are in-band tones).
+    ``inbound_rate`` / ``outbound_rate``: default wire sample rates (the start message may
+    change the inbound one; see ``Codec.inbound_rate``).
+    ``chunk_ms``: default duration of one outbound audio message.
+    ``lead_ms``: default bound on audio sent ahead of the provider's playout clock.
+    """
+
+    clear: bool
+    mark_echo: bool
+    transfer: bool
+    hangup_message: bool
+    dtmf_events: bool
+    inbound_rate: int
+    outbound_rate: int
+    chunk_ms: int
+    lead_ms: int
+
+
+class Codec:
+    """Base class of provider codecs. Subclasses set ``name`` and ``capabilities``."""
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, role: Role = Role.ENGINE) -> None:
+        self.role = role
+
+    # --- state the engine reads -----------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True once the call's start metadata has been received (ENGINE) or sent (PROVIDER)."""
+        raise NotImplementedError
+
+    @property
+    def inbound_rate(self) -> int:
+        """Sample rate of the caller's audio on the wire (known for sure once started)."""
+        return self.capabilities.inbound_rate
+
+    @property
+    def outbound_rate(self) -> int:
+        """Sample rate the provider expects for audio we send."""
+        return self.capabilities.outbound_rate
+
+    # --- the two directions ---------------------------------------------------------
+
+    def receive(self, message: WireMessage) -> Sequence[Event]:
+        raise NotImplementedError
+
+    def send(self, event: Event) -> Sequence[WireMessage]:
+        raise NotImplementedError
