@@ -22,8 +22,10 @@ def pcm16_to_int16(pcm: bytes | bytearray | memoryview) -> np.ndarray:
 
     Raises ValueError on an odd byte count: a caller that streams must carry the odd byte.
     """
-    if len(pcm) % 2:
-        raise ValueError(f"PCM16 needs an even number of bytes, got {len(pcm)}")
+    # nbytes, not len(): len() of a memoryview over wider items counts items, not bytes.
+    nbytes = pcm.nbytes if isinstance(pcm, memoryview) else len(pcm)
+    if nbytes % 2:
+        raise ValueError(f"PCM16 needs an even number of bytes, got {nbytes}")
     return np.frombuffer(pcm, dtype=_INT16)
 
 
@@ -45,6 +47,8 @@ def pcm16_to_float32(pcm: bytes | bytearray | memoryview) -> np.ndarray:
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
     """float samples in [-1, 1] -> int16, rounded and clipped (NaN becomes 0)."""
     a = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0)
+    # Clip before scaling: a huge finite value (1e305) would overflow the multiply to inf.
+    a = np.clip(a, -1.0, 1.0)
     return np.clip(np.rint(a * 32768.0), -32768, 32767).astype(_INT16)
 
 

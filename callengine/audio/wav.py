@@ -32,7 +32,12 @@ def wav_header(num_pcm_bytes: int, sample_rate: int, channels: int = 1, bits: in
     """The canonical 44-byte header of a PCM WAV file whose data chunk is ``num_pcm_bytes``."""
     if num_pcm_bytes < 0 or num_pcm_bytes > 0xFFFFFFFF - 36:
         raise ValueError(f"data size out of range: {num_pcm_bytes}")
+    if bits not in (8, 16, 24, 32) or not 1 <= channels <= 0xFFFF:
+        raise ValueError(f"unsupported format: channels={channels} bits={bits}")
     block_align = channels * bits // 8
+    # The header stores the rate and byte rate in 32 bits: refuse what it cannot hold.
+    if sample_rate < 1 or sample_rate * block_align > 0xFFFFFFFF:
+        raise ValueError(f"sample rate out of range: {sample_rate}")
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
         b"RIFF",
@@ -78,20 +83,22 @@ def parse_wav(data: bytes | bytearray | memoryview) -> Wav:
         if cid == b"fmt ":
             if size < 16 or body + 16 > len(b):
                 raise WavError("fmt chunk too short")
-            fmt = struct.unpack_from("<HHIIHH", b, body)
+            fmt = b[body : min(len(b), body + size)]
         elif cid == b"data":
             if fmt is None:
                 raise WavError("data chunk before fmt chunk")
             end = len(b) if size in (0, 0xFFFFFFFF) else min(len(b), body + size)
-            return _decode(b[body:end], fmt, b, body, np)
+            return _decode(b[body:end], fmt, np)
         pos = body + size + (size & 1)
     raise WavError("no data chunk" if fmt is not None else "no fmt chunk")
 
 
-def _decode(raw: bytes, fmt: tuple, whole: bytes, fmt_pos: int, np) -> Wav:
-    tag, channels, rate, _byte_rate, block_align, bits = fmt
-    if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the real tag is the GUID's first two bytes
-        tag = 1 if bits in (8, 16, 24, 32) else tag
+def _decode(raw: bytes, fmt: bytes, np) -> Wav:
+    tag, channels, rate, _byte_rate, _block_align, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the real tag is the SubFormat GUID's first two bytes
+        if len(fmt) < 40:
+            raise WavError("WAVE_FORMAT_EXTENSIBLE fmt chunk too short")
+        (tag,) = struct.unpack_from("<H", fmt, 24)
     if channels < 1 or rate < 1 or bits not in (8, 16, 24, 32):
         raise WavError(f"unsupported WAV format: tag={tag} channels={channels} rate={rate} bits={bits}")
     width = bits // 8
@@ -99,6 +106,8 @@ def _decode(raw: bytes, fmt: tuple, whole: bytes, fmt_pos: int, np) -> Wav:
     raw = raw[: len(raw) - len(raw) % frame]
     if tag == 3 and bits == 32:
         x = np.frombuffer(raw, dtype="<f4").astype(np.float64)
+        # Float files may hold NaN or infinities: never let them reach the int16 cast.
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
     elif tag == 1 and bits == 16:
         x = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
     elif tag == 1 and bits == 8:
