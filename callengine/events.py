@@ -39,6 +39,13 @@ __all__ = [
     "Clear",
     "Hangup",
     "Transfer",
+    "AgentEvent",
+    "SpeechStarted",
+    "SpeechEnded",
+    "PlaybackResult",
+    "BargeIn",
+    "MarkReached",
+    "MarkCleared",
     "DTMF_DIGITS",
 ]
 
@@ -203,3 +210,64 @@ class Transfer(Command):
     """Hand the call over to ``target`` (a provider-side branch or number)."""
 
     target: str = "default"
+
+
+# --- engine -> agent ----------------------------------------------------------------
+# The agent reads these from ``async for event in call`` together with CallerAudio (at the
+# agent's sample rate) and Dtmf (from the provider's events or detected in-band).
+
+
+class AgentEvent(Event):
+    """Something the engine tells the agent about the call."""
+
+    __slots__ = ()
+
+
+@attrs.frozen
+class SpeechStarted(AgentEvent):
+    """The caller started speaking; ``at`` is the onset in seconds of inbound stream time."""
+
+    at: float
+
+
+@attrs.frozen
+class SpeechEnded(AgentEvent):
+    """The caller stopped speaking; ``at`` is when, ``duration`` how long the speech lasted."""
+
+    at: float
+    duration: float
+
+
+@attrs.frozen
+class PlaybackResult:
+    """What became of one ``call.play``: ``played_ms`` of it reached the caller."""
+
+    interrupted: bool
+    played_ms: float
+    duration_ms: float
+
+
+@attrs.frozen
+class BargeIn(AgentEvent):
+    """The caller talked over the bot and playback was cleared.
+
+    ``interrupted`` lists the results of the playbacks the clear cut short (the one the
+    caller was hearing first); ``speech_started_at`` is the speech onset in stream time.
+    """
+
+    speech_started_at: float
+    interrupted: tuple[PlaybackResult, ...] = ()
+
+
+@attrs.frozen
+class MarkReached(AgentEvent):
+    """Everything played before mark ``name`` has been heard by the caller."""
+
+    name: str
+
+
+@attrs.frozen
+class MarkCleared(AgentEvent):
+    """Mark ``name`` will never be reached: the audio before it was cleared."""
+
+    name: str
