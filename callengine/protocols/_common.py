@@ -1,0 +1,144 @@
+"""Small helpers shared by the provider codecs. Sans-IO: stdlib only (plus our errors).
+
+Close-code policy used by every codec (RFC 6455 section 7.4.1):
+
+* 1003 ``UNSUPPORTED_DATA``: the frame type is wrong (binary where only text is allowed).
+* 1007 ``INVALID_PAYLOAD``: the frame type is right but its content is not (bad JSON, not
+  an object, bad base64, odd PCM length, absurd sample rate, a broken WAV file).
+* 1002 ``PROTOCOL_ERROR``: a well-formed message at the wrong time (audio before the call
+  started, a second start). RFC 6455 reserves 1008 for policy violations when no other code
+  fits; an out-of-order message is exactly what 1002 describes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any, Iterable, Mapping
+
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "dumps",
+    "loads_object",
+    "b64decode",
+    "b64encode",
+    "parse_sample_rate",
+    "as_text",
+    "first_text",
+    "is_binary",
+    "check_role_and_type",
+]
+
+#: Sample rates outside this range are treated as malformed metadata.
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 192000
+
+
+def is_binary(message: object) -> bool:
+    return isinstance(message, (bytes, bytearray, memoryview))
+
+
+def check_role_and_type(message: object) -> None:
+    """A wire message is ``str`` or bytes-like; anything else is a bug in the caller."""
+    if not isinstance(message, str) and not is_binary(message):
+        raise TypeError(f"a wire message is str or bytes, not {type(message).__name__}")
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON (audio frames are big enough without padding)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode message as JSON: {exc}") from exc
+
+
+def loads_object(text: str, *, what: str = "message") -> dict:
+    """Parse a text frame that must hold one JSON object."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise RemoteProtocolError(f"{what} is not valid JSON: {exc}", CloseCode.INVALID_PAYLOAD) from exc
+    if not isinstance(value, dict):
+        raise RemoteProtocolError(
+            f"{what} must be a JSON object, got {type(value).__name__}", CloseCode.INVALID_PAYLOAD
+        )
+    return value
+
+
+def b64decode(value: object, *, what: str) -> bytes:
+    """Strict base64 (no stray characters), as a RemoteProtocolError on failure."""
+    if not isinstance(value, str):
+        raise RemoteProtocolError(f"{what} must be a base64 string, got {type(value).__name__}", CloseCode.INVALID_PAYLOAD)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RemoteProtocolError(f"{what} is not valid base64: {exc}", CloseCode.INVALID_PAYLOAD) from exc
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def parse_sample_rate(value: object, default: int, *, what: str = "sample_rate") -> int:
+    """A sample rate from JSON: an int, an integral float, or a numeric string.
+
+    Missing (None or "") means ``default``. Anything else that is not a whole number in
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] raises RemoteProtocolError (1007).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    rate: int | None = None
+    if isinstance(value, bool):
+        rate = None
+    elif isinstance(value, int):
+        rate = value
+    elif isinstance(value, float):
+        rate = int(value) if math.isfinite(value) and value.is_integer() else None
+    elif isinstance(value, str) and len(value) <= 32:
+        text = value.strip()
+        try:
+            rate = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            rate = int(number) if math.isfinite(number) and number.is_integer() else None
+    if rate is None or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise RemoteProtocolError(
+            f"{what} must be a whole number of Hz in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], got {value!r:.80}",
+            CloseCode.INVALID_PAYLOAD,
+        )
+    return rate
+
+
+def as_text(value: object) -> str:
+    """Identifiers and phone numbers: strings as they are, numbers spelled out, else ""."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else str(value)
+    return ""
+
+
+def first_text(mappings: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> tuple[str, Mapping[str, Any] | None, str]:
+    """The first non-empty text value under any of ``keys``, searching each mapping in turn.
+
+    Returns ``(value, mapping it came from, key)``, or ``("", None, "")``.
+    """
+    keys = tuple(keys)
+    for mapping in mappings:
+        for key in keys:
+            text = as_text(mapping.get(key))
+            if text:
+                return text, mapping, key
+    return "", None, ""

@@ -1,0 +1,524 @@
+"""Awaaz AI media streams: JSON text frames with an ``event`` key, snake_case fields.
+
+Wire format (see protocols.md section 1)::
+
+    Awaaz -> us   connected (optional, before or after start), start, media, dtmf, mark, stop
+    us -> Awaaz   media (payload = base64 of a WAV file per chunk), mark, clear
+
+Decisions where the documentation is unsure (each one is a constructor option or a
+documented rule, so a live test can change it cheaply):
+
+* ``connected`` may come before or after ``start`` (and may repeat); each one is reported
+  as :class:`Connected`. In the PROVIDER role ``connected_first`` picks the order.
+* Only ``media.payload`` is confirmed for inbound audio. ``sequence_number``, ``chunk`` and
+  ``timestamp`` are not checked on receive; we send them the way Awaaz's own connector
+  does: all three start at 1 / 20 and count media messages only, ``timestamp`` is the
+  stream position in ms at the *end* of the chunk (a string), and none of them reset on
+  ``clear``.
+* Each outbound payload is a complete WAV file (44-byte header + PCM) because Awaaz's
+  mod_audio_fork skips 44 bytes of every payload. ``wav_wrap=False`` sends raw PCM for
+  accounts where that is confirmed not to be needed.
+* Out-of-order messages (audio, dtmf or a mark echo before ``start``; a second ``start``)
+  raise RemoteProtocolError with close code 1002; see ``_common`` for the policy.
+* A ``dtmf`` whose digit is missing or not one of ``0-9 * # A-D`` is reported as
+  ``UnknownMessage(kind="dtmf")`` rather than killing a live call: a key press is not worth
+  a dropped call, and Pipecat's Awaaz serializer also skips invalid digits. Lower-case
+  ``a-d`` and integer digits are accepted.
+* A ``mark`` echo reads ``mark.name`` (the shape is inferred), falling back to a top-level
+  ``name``; with neither it is ``UnknownMessage(kind="mark")`` (the ledger's deadline then
+  settles the mark).
+* ``stop`` may arrive before ``start`` (a call that ended during set-up) and is reported.
+  After ``stop`` every further well-formed message is reported as ``UnknownMessage`` with
+  the message's event name as ``kind``: the call is over, nothing is decoded.
+* Hang-up is closing the socket (no message exists): ``send(Hangup())`` returns ``[]``.
+  Transfer has no socket form at all: :class:`UnsupportedCommand`.
+* Commands before ``start`` raise LocalProtocolError (there is no stream to address).
+  Commands after ``stop`` are still encoded: the writer may race the reader, and the
+  transport, not the codec, knows whether the socket is still open.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any, Mapping, Sequence
+
+import attrs
+
+from ..audio.wav import WavError, build_wav, parse_wav
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
+from ..events import (
+    DTMF_DIGITS,
+    CallerAudio,
+    CallStarted,
+    CallStopped,
+    Clear,
+    Connected,
+    Dtmf,
+    Event,
+    Hangup,
+    Mark,
+    MarkEchoed,
+    PlayAudio,
+    Transfer,
+    UnknownMessage,
+)
+from ._common import (
+    as_text,
+    b64decode,
+    b64encode,
+    check_role_and_type,
+    dumps,
+    first_text,
+    is_binary,
+    loads_object,
+    parse_sample_rate,
+)
+from .base import Capabilities, Codec, Role, WireMessage
+
+__all__ = ["AwaazCodec"]
+
+_RATE = 8000
+
+
+class _State(enum.Enum):
+    IDLE = "idle"  # socket open, no start yet
+    STARTED = "started"  # start received (ENGINE) / sent (PROVIDER)
+    STOPPED = "stopped"  # stop received (ENGINE) / sent (PROVIDER)
+
+
+# Message kinds, named after what is on the wire, the same in both roles.
+_CONNECTED, _START, _MEDIA, _DTMF, _MARK_ECHO, _STOP, _UNKNOWN = (
+    "connected", "start", "media", "dtmf", "mark echo", "stop", "unknown event",
+)
+_PLAY, _MARK, _CLEAR, _HANGUP = "media (agent audio)", "mark", "clear", "hang-up"
+
+_CALL_KINDS = (_CONNECTED, _MEDIA, _DTMF, _MARK_ECHO, _UNKNOWN, _PLAY, _MARK, _CLEAR, _HANGUP)
+
+# The whole state machine: (state, kind) -> next state. A pair that is missing is a
+# protocol violation: RemoteProtocolError when the peer sent it, LocalProtocolError when
+# we tried to send it.
+_TRANSITIONS: dict[tuple[_State, str], _State] = {
+    (_State.IDLE, _CONNECTED): _State.IDLE,
+    (_State.IDLE, _UNKNOWN): _State.IDLE,
+    (_State.IDLE, _START): _State.STARTED,
+    (_State.IDLE, _STOP): _State.STOPPED,
+    **{(_State.STARTED, kind): _State.STARTED for kind in _CALL_KINDS},
+    (_State.STARTED, _STOP): _State.STOPPED,
+    **{(_State.STOPPED, kind): _State.STOPPED for kind in _CALL_KINDS + (_STOP,)},
+}
+
+# What an ENGINE reads from ``event``; anything else is reported as UnknownMessage.
+_INBOUND_KINDS = {
+    "connected": _CONNECTED,
+    "start": _START,
+    "media": _MEDIA,
+    "dtmf": _DTMF,
+    "mark": _MARK_ECHO,
+    "stop": _STOP,
+}
+# What a PROVIDER reads from ``event``.
+_OUTBOUND_KINDS = {"media": _PLAY, "mark": _MARK, "clear": _CLEAR}
+
+_CALLER_KEYS = ("from", "From", "caller", "caller_number", "from_number")
+_CALLED_KEYS = ("to", "To", "called", "called_number", "to_number")
+_DIRECTION_KEYS = ("direction", "call_type", "Direction")
+
+
+class AwaazCodec(Codec):
+    """Sans-IO codec for Awaaz AI's JSON-event media stream.
+
+    ``chunk_ms``: ENGINE only: duration of one outbound ``media`` message (the agent's
+    audio is split into chunks this long; the last one may be shorter).
+    ``wav_wrap``: ENGINE only: wrap every outbound chunk in a 44-byte WAV header (Awaaz
+    needs it). The PROVIDER reads both forms (a payload starting ``RIFF....WAVE`` is parsed
+    as WAV) and sends each CallerAudio as one ``media`` message, as given.
+    ``stream_sid``: ENGINE: the stream id to use if ``start`` carries none. PROVIDER: the
+    stream id to announce when ``CallStarted.stream_id`` is empty (default: a random
+    ``"MZ..."`` id).
+    ``connected_first``: PROVIDER only: send ``connected`` before ``start`` (True) or
+    after it (False).
+    """
+
+    name = "awaaz"
+    capabilities = Capabilities(
+        clear=True,
+        mark_echo=True,
+        transfer=False,
+        hangup_message=False,
+        dtmf_events=True,
+        inbound_rate=_RATE,
+        outbound_rate=_RATE,
+        chunk_ms=20,
+        # Awaaz's own connector keeps ~one 20 ms frame ahead; its buffer limits are
+        # unknown. 100 ms (five chunks) absorbs scheduling jitter while staying close to
+        # that known-good behaviour, and bounds what leaks past a clear that fails.
+        lead_ms=100,
+    )
+
+    def __init__(
+        self,
+        role: Role = Role.ENGINE,
+        *,
+        chunk_ms: int = 20,
+        wav_wrap: bool = True,
+        stream_sid: str | None = None,
+        connected_first: bool = True,
+    ) -> None:
+        super().__init__(Role(role))
+        if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 1 <= chunk_ms <= 1000:
+            raise ValueError(f"chunk_ms must be an integer in [1, 1000], got {chunk_ms!r}")
+        if stream_sid is not None and not isinstance(stream_sid, str):
+            raise TypeError(f"stream_sid must be a str or None, got {type(stream_sid).__name__}")
+        self.chunk_ms = chunk_ms
+        self.wav_wrap = bool(wav_wrap)
+        self.connected_first = bool(connected_first)
+        self._default_stream_sid = stream_sid
+        # Per-instance capabilities shadow the class defaults when options change them.
+        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=chunk_ms)
+
+        self._state = _State.IDLE
+        self._start_seen = False
+        self.stream_sid = stream_sid or ""
+        self.call_sid = ""
+        self._inbound_rate = _RATE
+        self._connected_sent = False
+        # Outgoing counters (the connector's ``_seq``, ``_chunk`` and ``_ts_ms``).
+        self._sequence = 0
+        self._chunks = 0
+        self._samples = 0
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._start_seen
+
+    @property
+    def stopped(self) -> bool:
+        return self._state is _State.STOPPED
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
+    @property
+    def inbound_rate(self) -> int:
+        return self._inbound_rate
+
+    def _next_state(self, kind: str, *, local: bool) -> _State:
+        """Where ``kind`` takes the state machine, without moving it yet."""
+        try:
+            return _TRANSITIONS[(self._state, kind)]
+        except KeyError:
+            pass
+        if kind == _START:
+            problem = "a second start" if self._start_seen else "start after stop"
+        else:
+            problem = f"{kind} before start"
+        if local:
+            raise LocalProtocolError(f"awaaz: cannot send {problem} (state {self._state.value})")
+        raise RemoteProtocolError(f"awaaz: peer sent {problem} (state {self._state.value})", CloseCode.PROTOCOL_ERROR)
+
+    def _commit(self, state: _State) -> None:
+        if state is _State.STARTED:
+            self._start_seen = True
+        self._state = state
+
+    # --- receive --------------------------------------------------------------------
+
+    def receive(self, message: WireMessage) -> Sequence[Event]:
+        check_role_and_type(message)
+        if is_binary(message):
+            raise RemoteProtocolError("awaaz: binary frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
+        msg = loads_object(message, what="awaaz message")
+        event = msg.get("event")
+        if not isinstance(event, str) or not event:
+            raise RemoteProtocolError("awaaz: message has no \"event\" string", CloseCode.INVALID_PAYLOAD)
+        if self.role is Role.ENGINE:
+            return self._receive_as_engine(event, msg)
+        return self._receive_as_provider(event, msg)
+
+    def _receive_as_engine(self, event: str, msg: dict) -> list[Event]:
+        kind = _INBOUND_KINDS.get(event, _UNKNOWN)
+        was = self._state
+        after = self._next_state(kind, local=False)
+        if was is _State.STOPPED:
+            return [UnknownMessage(kind=event, raw=msg)]
+        if kind == _CONNECTED:
+            result: list[Event] = [Connected(raw=msg)]
+        elif kind == _START:
+            result = [self._decode_start(msg)]
+        elif kind == _MEDIA:
+            result = self._decode_media(msg)
+        elif kind == _DTMF:
+            result = [self._decode_dtmf(msg)]
+        elif kind == _MARK_ECHO:
+            result = [self._decode_mark_echo(msg)]
+        elif kind == _STOP:
+            stop = msg.get("stop")
+            reason = stop.get("reason") if isinstance(stop, dict) else None
+            result = [CallStopped(reason=reason if isinstance(reason, str) else "", raw=msg)]
+        else:
+            result = [UnknownMessage(kind=event, raw=msg)]
+        self._commit(after)
+        return result
+
+    def _decode_start(self, msg: dict) -> CallStarted:
+        start = msg.get("start", {})
+        if start is None:
+            start = {}
+        if not isinstance(start, dict):
+            raise RemoteProtocolError("awaaz: start.start must be an object", CloseCode.INVALID_PAYLOAD)
+        media_format = start.get("media_format") or {}
+        if not isinstance(media_format, dict):
+            raise RemoteProtocolError("awaaz: start.media_format must be an object", CloseCode.INVALID_PAYLOAD)
+        rate = parse_sample_rate(media_format.get("sample_rate"), _RATE, what="awaaz start.media_format.sample_rate")
+        custom = start.get("custom_parameters")
+        custom = custom if isinstance(custom, dict) else {}
+
+        stream_sid = as_text(msg.get("stream_sid")) or as_text(start.get("stream_sid")) or (self._default_stream_sid or "")
+        call_sid = as_text(start.get("call_sid")) or as_text(msg.get("call_sid"))
+        caller, _, _ = first_text((start, custom), _CALLER_KEYS)
+        called, _, _ = first_text((start, custom), _CALLED_KEYS)
+        direction, _, _ = first_text((start, custom), _DIRECTION_KEYS)
+
+        self.stream_sid = stream_sid
+        self.call_sid = call_sid
+        self._inbound_rate = rate
+        return CallStarted(
+            call_id=call_sid or stream_sid,
+            stream_id=stream_sid,
+            caller=caller,
+            called=called,
+            sample_rate=rate,
+            direction=direction,
+            custom=custom,
+            raw=msg,
+        )
+
+    def _decode_media(self, msg: dict) -> list[Event]:
+        media = msg.get("media")
+        if not isinstance(media, dict):
+            raise RemoteProtocolError("awaaz: media message has no \"media\" object", CloseCode.INVALID_PAYLOAD)
+        pcm = b64decode(media.get("payload"), what="awaaz media.payload")
+        if len(pcm) % 2:
+            raise RemoteProtocolError(
+                f"awaaz: media payload is {len(pcm)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
+            )
+        if not pcm:
+            return []
+        return [CallerAudio(pcm=pcm, sample_rate=self._inbound_rate)]
+
+    @staticmethod
+    def _decode_dtmf(msg: dict) -> Event:
+        body = msg.get("dtmf")
+        digit: Any = body.get("digit") if isinstance(body, dict) else msg.get("digit")
+        if isinstance(digit, int) and not isinstance(digit, bool) and 0 <= digit <= 9:
+            digit = str(digit)
+        if isinstance(digit, str):
+            digit = digit.strip().upper()
+            if len(digit) == 1 and digit in DTMF_DIGITS:
+                return Dtmf(digit)
+        return UnknownMessage(kind="dtmf", raw=msg)
+
+    @staticmethod
+    def _decode_mark_echo(msg: dict) -> Event:
+        body = msg.get("mark")
+        name = body.get("name") if isinstance(body, dict) else msg.get("name")
+        if isinstance(name, str):
+            return MarkEchoed(name)
+        return UnknownMessage(kind="mark", raw=msg)
+
+    def _receive_as_provider(self, event: str, msg: dict) -> list[Event]:
+        kind = _OUTBOUND_KINDS.get(event, _UNKNOWN)
+        after = self._next_state(kind, local=False)
+        sid = msg.get("stream_sid")
+        if kind != _UNKNOWN and sid is not None and as_text(sid) != self.stream_sid:
+            raise RemoteProtocolError(
+                f"awaaz: {event} for stream {sid!r:.60}, this stream is {self.stream_sid!r}", CloseCode.PROTOCOL_ERROR
+            )
+        if kind == _PLAY:
+            result = self._decode_play(msg)
+        elif kind == _MARK:
+            body = msg.get("mark")
+            name = body.get("name") if isinstance(body, dict) else None
+            if not isinstance(name, str):
+                raise RemoteProtocolError("awaaz: mark without mark.name", CloseCode.INVALID_PAYLOAD)
+            result = [Mark(name)]
+        elif kind == _CLEAR:
+            result = [Clear()]
+        else:
+            result = [UnknownMessage(kind=event, raw=msg)]
+        self._commit(after)
+        return result
+
+    @staticmethod
+    def _decode_play(msg: dict) -> list[Event]:
+        media = msg.get("media")
+        if not isinstance(media, dict):
+            raise RemoteProtocolError("awaaz: media message has no \"media\" object", CloseCode.INVALID_PAYLOAD)
+        data = b64decode(media.get("payload"), what="awaaz media.payload")
+        rate = _RATE
+        if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+            try:
+                wav = parse_wav(data)
+            except WavError as exc:
+                raise RemoteProtocolError(f"awaaz: media payload is a broken WAV file: {exc}", CloseCode.INVALID_PAYLOAD) from exc
+            data, rate = wav.pcm, wav.sample_rate
+        elif len(data) % 2:
+            raise RemoteProtocolError(
+                f"awaaz: media payload is {len(data)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
+            )
+        if not data:
+            return []
+        return [PlayAudio(pcm=data, sample_rate=rate)]
+
+    # --- send -----------------------------------------------------------------------
+
+    def send(self, event: Event) -> Sequence[WireMessage]:
+        if self.role is Role.ENGINE:
+            return self._send_as_engine(event)
+        return self._send_as_provider(event)
+
+    def _send_as_engine(self, command: Event) -> list[WireMessage]:
+        if isinstance(command, Transfer):
+            raise UnsupportedCommand(
+                "awaaz: transfer has no WebSocket message; transfer the call on Awaaz's side "
+                "(template / FreeSWITCH) or hang up"
+            )
+        if isinstance(command, PlayAudio):
+            kind = _PLAY
+        elif isinstance(command, Mark):
+            kind = _MARK
+        elif isinstance(command, Clear):
+            kind = _CLEAR
+        elif isinstance(command, Hangup):
+            kind = _HANGUP
+        else:
+            raise LocalProtocolError(f"awaaz: the engine cannot send {type(command).__name__}")
+        after = self._next_state(kind, local=True)
+        if isinstance(command, PlayAudio):
+            if command.sample_rate != self.outbound_rate:
+                raise LocalProtocolError(
+                    f"awaaz plays {self.outbound_rate} Hz audio, got {command.sample_rate} Hz (resample first)"
+                )
+            out: list[WireMessage] = self._encode_play(command.pcm)
+        elif isinstance(command, Mark):
+            out = [dumps({"event": "mark", "stream_sid": self.stream_sid, "mark": {"name": command.name}})]
+        elif isinstance(command, Clear):
+            out = [dumps({"event": "clear", "stream_sid": self.stream_sid})]
+        else:  # Hangup: on Awaaz, hanging up is closing the socket normally.
+            out = []
+        self._commit(after)
+        return out
+
+    def _encode_play(self, pcm: bytes) -> list[WireMessage]:
+        step = self.outbound_rate * self.chunk_ms // 1000 * 2
+        out: list[WireMessage] = []
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step]
+            self._sequence += 1
+            self._chunks += 1
+            self._samples += len(chunk) // 2
+            payload = build_wav(chunk, self.outbound_rate) if self.wav_wrap else chunk
+            out.append(self._media_message(payload, self._samples * 1000 // self.outbound_rate))
+        return out
+
+    def _media_message(self, payload: bytes, timestamp_ms: int) -> str:
+        return dumps(
+            {
+                "event": "media",
+                "sequence_number": self._sequence,
+                "stream_sid": self.stream_sid,
+                "media": {"chunk": self._chunks, "timestamp": str(timestamp_ms), "payload": b64encode(payload)},
+            }
+        )
+
+    def _send_as_provider(self, event: Event) -> list[WireMessage]:
+        if isinstance(event, Connected):
+            kind = _CONNECTED
+        elif isinstance(event, CallStarted):
+            kind = _START
+        elif isinstance(event, CallerAudio):
+            kind = _MEDIA
+        elif isinstance(event, Dtmf):
+            kind = _DTMF
+        elif isinstance(event, MarkEchoed):
+            kind = _MARK_ECHO
+        elif isinstance(event, CallStopped):
+            kind = _STOP
+        elif isinstance(event, UnknownMessage):
+            kind = _UNKNOWN
+        else:
+            raise LocalProtocolError(f"awaaz: the provider cannot send {type(event).__name__}")
+        after = self._next_state(kind, local=True)
+        if isinstance(event, Connected):
+            out: list[WireMessage] = [self._connected_message()]
+        elif isinstance(event, CallStarted):
+            out = self._encode_start(event)
+        elif isinstance(event, CallerAudio):
+            if event.sample_rate != self._inbound_rate:
+                raise LocalProtocolError(
+                    f"awaaz: this stream announced {self._inbound_rate} Hz, got {event.sample_rate} Hz caller audio"
+                )
+            out = []
+            if event.pcm:
+                self._sequence += 1
+                self._chunks += 1
+                self._samples += event.num_samples
+                out.append(self._media_message(event.pcm, self._samples * 1000 // self._inbound_rate))
+        elif isinstance(event, Dtmf):
+            out = [self._numbered({"event": "dtmf", "stream_sid": self.stream_sid, "dtmf": {"digit": event.digit}})]
+        elif isinstance(event, MarkEchoed):
+            out = [self._numbered({"event": "mark", "stream_sid": self.stream_sid, "mark": {"name": event.name}})]
+        elif isinstance(event, CallStopped):
+            stop: dict[str, Any] = {"call_sid": self.call_sid}
+            if event.reason:
+                stop["reason"] = event.reason
+            out = [self._numbered({"event": "stop", "stream_sid": self.stream_sid, "stop": stop})]
+        else:
+            out = [_raw_message(event)]
+        self._commit(after)
+        return out
+
+    def _connected_message(self) -> str:
+        self._connected_sent = True
+        return dumps({"event": "connected"})
+
+    def _numbered(self, body: dict) -> str:
+        self._sequence += 1
+        return dumps({"event": body.pop("event"), "sequence_number": self._sequence, **body})
+
+    def _encode_start(self, event: CallStarted) -> list[WireMessage]:
+        # Awaaz itself streams 8 kHz; other rates are allowed so tests can exercise the
+        # engine's handling of media_format.sample_rate.
+        self.stream_sid = event.stream_id or self._default_stream_sid or f"MZ{uuid.uuid4().hex}"
+        self.call_sid = event.call_id
+        self._inbound_rate = event.sample_rate
+        start: dict[str, Any] = {
+            "stream_sid": self.stream_sid,
+            "call_sid": event.call_id,
+            "media_format": {"encoding": "base64", "sample_rate": event.sample_rate, "bit_rate": ""},
+            "custom_parameters": dict(event.custom),
+        }
+        # Not in Awaaz's documented example; Exotel-style extras so the simulator can
+        # announce numbers. Only present when set.
+        for key, value in (("from", event.caller), ("to", event.called), ("direction", event.direction)):
+            if value:
+                start[key] = value
+        start_message = self._numbered({"event": "start", "stream_sid": self.stream_sid, "start": start})
+        if self._connected_sent:
+            return [start_message]
+        connected = self._connected_message()
+        return [connected, start_message] if self.connected_first else [start_message, connected]
+
+
+def _raw_message(event: UnknownMessage) -> WireMessage:
+    """Let the simulator inject arbitrary messages: a dict is JSON-encoded, text/bytes go as is."""
+    raw = event.raw
+    if isinstance(raw, (str, bytes)):
+        return raw
+    if isinstance(raw, Mapping):
+        return dumps(dict(raw))
+    return dumps({"event": event.kind})

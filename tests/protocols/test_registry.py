@@ -1,0 +1,145 @@
+import json
+import subprocess
+import sys
+import urllib.parse
+
+import pytest
+
+from callengine.events import CallStarted
+from callengine.protocols import (
+    CODECS,
+    AwaazCodec,
+    KnowlarityCodec,
+    Role,
+    create_codec,
+    detect_provider,
+    get_codec,
+    provider_from_path,
+)
+
+VERLOOP = {
+    "uuid": "aosi-adfad-23-ad",
+    "sample_rate": 16000,
+    "from": "1",
+    "to": "2",
+    "campaign": "",
+    "metadata": {"welcome_message": "Welcome", "event": "websocket:connected", "call_type": "inbound"},
+}
+CALLID = {"ivr_data": "{}", "callid": "c", "virtual_number": "2", "customer_number": "1"}
+
+
+def test_codecs_table():
+    assert CODECS == {"awaaz": AwaazCodec, "knowlarity": KnowlarityCodec}
+    assert all(cls.name == name for name, cls in CODECS.items())
+
+
+def test_get_codec():
+    assert get_codec("awaaz") is AwaazCodec
+    assert get_codec(" Knowlarity ") is KnowlarityCodec
+    with pytest.raises(ValueError, match="awaaz, knowlarity"):
+        get_codec("twilio")
+    with pytest.raises(ValueError):
+        get_codec(None)
+
+
+def test_create_codec_passes_role_and_options():
+    codec = create_codec("awaaz", Role.PROVIDER, chunk_ms=40)
+    assert isinstance(codec, AwaazCodec) and codec.role is Role.PROVIDER and codec.capabilities.chunk_ms == 40
+    codec = create_codec("knowlarity", "engine", kill_audio=False)
+    assert isinstance(codec, KnowlarityCodec) and codec.role is Role.ENGINE and not codec.capabilities.clear
+    assert create_codec("awaaz").role is Role.ENGINE
+    with pytest.raises(TypeError):
+        create_codec("awaaz", bogus=1)
+    with pytest.raises(ValueError):
+        create_codec("awaaz", "simulator")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"event":"connected"}',
+        '{"event":"connected","protocol":"Call","version":"1.0.0"}',
+        json.dumps({"event": "start", "stream_sid": "MZ", "start": {"call_sid": "CA"}}),
+        json.dumps({"event": "start", "start": {"stream_sid": "MZ", "call_sid": "CA"}}),
+        json.dumps({"event": "media", "stream_sid": "MZ", "media": {"payload": ""}}),
+    ],
+)
+def test_detect_awaaz(message):
+    assert detect_provider(message) == "awaaz"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        json.dumps(VERLOOP),
+        json.dumps(CALLID),
+        json.dumps(json.dumps(VERLOOP)),
+        repr(VERLOOP),
+        urllib.parse.quote(json.dumps(CALLID)),
+        '{"sample_rate": 8000}',
+        '{"uuid": "x", "event": "websocket:connected"}',
+    ],
+)
+def test_detect_knowlarity(message):
+    assert detect_provider(message) == "knowlarity"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"\x00\x01",
+        b"",
+        "",
+        "garbage",
+        "[1,2]",
+        '{"hello":"world"}',
+        '{"event":"stop","uuid":"x"}',
+        '{"event":"dtmf","dtmf":{"digit":"1"}}',
+        json.dumps({"event": "start", "streamSid": "MZ", "start": {"streamSid": "MZ", "callSid": "CA"}}),
+        json.dumps({"event": "start", "start": {"callId": "c", "streamId": "s"}}),
+    ],
+)
+def test_detect_nothing(message):
+    assert detect_provider(message) is None
+
+
+@pytest.mark.parametrize("connected_first", [True, False])
+def test_detect_what_the_simulators_send_first(connected_first):
+    call = CallStarted(call_id="c", stream_id="s")
+    first = AwaazCodec(Role.PROVIDER, connected_first=connected_first).send(call)[0]
+    assert detect_provider(first) == "awaaz"
+    for layout in ("verloop", "callid"):
+        first = KnowlarityCodec(Role.PROVIDER, layout=layout).send(call)[0]
+        assert detect_provider(first) == "knowlarity"
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/vaani/knowlarity/setup-call-streams", "knowlarity"),
+        ("/v2/login/vaani/knowlarity/setup-call-streams", "knowlarity"),
+        ("/x/awaaz", "awaaz"),
+        ("/awaaz/", "awaaz"),
+        ("/AWAAZ?token=abc", "awaaz"),
+        ("wss://host.example/calls/knowlarity?secret=1#frag", "knowlarity"),
+        ("/calls/%61waaz", "awaaz"),
+        ("/", None),
+        ("", None),
+        ("/awaazai/stream", None),
+        ("/knowlarity-ws", None),
+        ("/stream?provider=awaaz", None),
+        ("/awaaz/knowlarity", None),
+    ],
+)
+def test_provider_from_path(path, expected):
+    assert provider_from_path(path) == expected
+
+
+def test_protocols_are_sans_io():
+    code = (
+        "import sys, callengine.protocols\n"
+        "bad = sorted(m for m in ('trio', 'trio_websocket', 'callengine.call', 'callengine.server') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
