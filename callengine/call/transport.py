@@ -169,3 +169,12 @@ class WebSocketTransport:
             await self._ws.aclose(code, reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+    async def abort(self) -> None:
+        """Drop the TCP connection without a close handshake (for fault tests)."""
+        stream = getattr(self._ws, "_stream", None)
+        if stream is not None:
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass

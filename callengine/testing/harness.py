@@ -76,6 +76,6 @@ async def open_simulated_call(
         await nursery.start(sim_provider.run)
         yield sim
         if not wait and not sim.finished.is_set():
-            sim_provider.drop()
+            await sim_provider.drop()
         await sim.finished.wait()
         await sim_provider.closed.wait()

@@ -355,13 +355,17 @@ class SimulatedProvider:
             return
         await self.transport.aclose(1000, reason)
 
-    def drop(self) -> None:
-        """The connection drops without a close handshake (TCP reset)."""
+    async def drop(self) -> None:
+        """The connection drops without a close handshake (like a TCP reset)."""
         self._note("drop")
         abort = getattr(self.transport, "abort", None)
         if abort is None:
             raise TypeError("this transport cannot be aborted")
-        abort()
+        result = abort()
+        if hasattr(result, "__await__"):
+            await result
+        else:
+            await trio.lowlevel.checkpoint()
 
     # --- what the caller heard -------------------------------------------------------------
 

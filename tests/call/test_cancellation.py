@@ -91,7 +91,7 @@ async def _end_by(cause: str, autojump_clock=None):
         if cause == "provider_stop":
             await sim.provider.stop()
         elif cause == "disconnected":
-            sim.provider.drop()
+            await sim.provider.drop()
     return sim, probe
 
 
@@ -265,13 +265,13 @@ def test_random_end_points_leave_nothing_behind(cause, at, provider):
                     if cause in ("provider_stop", "clear_then_stop"):
                         await sim.provider.stop()
                     elif cause == "disconnected":
-                        sim.provider.drop()
+                        await sim.provider.drop()
                     elif cause == "shutdown":
                         scope.cancel()
                     elif cause == "cleanup_stop":
                         await sim.provider.stop()
                         await in_cleanup.wait()
-                        sim.provider.drop()  # the socket dies during the agent's cleanup
+                        await sim.provider.drop()  # the socket dies during the agent's cleanup
                     await sim.finished.wait()
                     sent_at_end["n"] = len(sim.engine_transport.sent)
             await trio.sleep(1.0)
@@ -330,7 +330,7 @@ async def test_many_calls_one_ended_by_each_cause_others_unaffected(autojump_clo
             if name == "provider_stop":
                 await sim.provider.stop()
             elif name == "disconnected":
-                sim.provider.drop()
+                await sim.provider.drop()
 
     async with trio.open_nursery() as nursery:
         for cause in causes:

@@ -1,0 +1,224 @@
+"""Real loopback tests: the server and simulated providers over TCP, on the real clock.
+
+Timing assertions here are loose on purpose (the machine's speed varies); exact timing is
+tested on virtual time in tests/call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from callengine.audio.generate import tone
+from callengine.call.config import CallConfig
+from callengine.server import CallServer, ServerConfig
+from callengine.testing.dial import DialError, open_dialed_call
+
+
+async def echo(call):
+    call.barge_in = False
+    async with call.open_playback() as playback:
+        async for event in call:
+            if hasattr(event, "pcm"):
+                await playback.write(event.pcm)
+
+
+async def hold(call):
+    await trio.sleep_forever()
+
+
+@pytest.fixture
+async def server_factory(nursery):
+    async def start(agent, **options):
+        options.setdefault("port", 0)
+        options.setdefault("loop_watchdog_s", None)
+        server = CallServer(agent, ServerConfig(**options))
+        await nursery.start(server.serve)
+        return server
+
+    return start
+
+
+def _dominant_freq(x: np.ndarray, rate: int) -> float:
+    x = x.astype(float)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
+
+
+@pytest.mark.parametrize("provider", ["awaaz", "knowlarity"])
+async def test_echo_over_loopback(server_factory, provider):
+    server = await server_factory(echo)
+    rate = 8000 if provider == "awaaz" else 16000
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/{provider}", provider) as sim:
+        sim.say(tone(700, 1.0, rate, dbfs=-12))
+        with trio.fail_after(10):
+            while sim.heard_seconds() < 1.0:
+                await trio.sleep(0.05)
+    heard = sim.heard_audio(rate)
+    nz = np.flatnonzero(np.abs(heard) > 100)
+    assert len(nz) > 0.8 * rate
+    assert _dominant_freq(heard[nz[0] : nz[-1]], rate) == pytest.approx(700, abs=5)
+    with trio.fail_after(5):
+        while server.counters["calls_ended"] < 1:
+            await trio.sleep(0.01)
+    assert server.end_causes == {"provider_stop": 1}
+
+
+async def test_provider_detected_from_the_first_message(server_factory):
+    server = await server_factory(echo)
+    for provider in ("awaaz", "knowlarity"):
+        async with open_dialed_call(f"ws://127.0.0.1:{server.port}/", provider) as sim:
+            sim.say(tone(500, 0.3, sim.rate))
+            with trio.fail_after(10):
+                while sim.heard_seconds() < 0.2:
+                    await trio.sleep(0.02)
+    assert server.counters["calls"] == 2
+
+
+async def test_unknown_path_gets_404_and_server_keeps_serving(server_factory):
+    server = await server_factory(echo)
+    with pytest.raises(DialError, match="404"):
+        async with open_dialed_call(f"ws://127.0.0.1:{server.port}/nope/here", "awaaz"):
+            pass
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz"):
+        pass
+    assert server.rejections == {"404": 1}
+
+
+async def test_token_in_path_query_or_header(server_factory):
+    server = await server_factory(echo, token="s3cret")
+    base = f"ws://127.0.0.1:{server.port}"
+    for url, headers in [
+        (f"{base}/s3cret/awaaz", None),
+        (f"{base}/awaaz?token=s3cret", None),
+        (f"{base}/awaaz", [(b"authorization", b"Bearer s3cret")]),
+    ]:
+        async with open_dialed_call(url, "awaaz", extra_headers=headers):
+            pass
+    with pytest.raises(DialError, match="401"):
+        async with open_dialed_call(f"{base}/awaaz", "awaaz"):
+            pass
+    with pytest.raises(DialError, match="403"):
+        async with open_dialed_call(f"{base}/awaaz?token=wrong", "awaaz"):
+            pass
+    assert server.counters["calls"] == 3
+    assert server.rejections == {"401": 1, "403": 1}
+
+
+async def test_call_limit_answers_503(server_factory):
+    server = await server_factory(hold, max_calls=2)
+    url = f"ws://127.0.0.1:{server.port}/awaaz"
+    async with open_dialed_call(url, "awaaz"), open_dialed_call(url, "awaaz"):
+        with pytest.raises(DialError, match="503"):
+            async with open_dialed_call(url, "awaaz"):
+                pass
+    async with open_dialed_call(url, "awaaz"):
+        pass
+    assert server.rejections == {"503": 1}
+
+
+async def test_knowlarity_subprotocol_is_accepted(server_factory):
+    server = await server_factory(echo)
+    async with open_websocket_url(
+        f"ws://127.0.0.1:{server.port}/vaani/knowlarity/setup-call-streams", subprotocols=["audio.drachtio.org"]
+    ) as ws:
+        assert ws.subprotocol == "audio.drachtio.org"
+        await ws.send_message(json.dumps({"uuid": "abc", "sample_rate": 16000, "from": "1", "to": "2"}))
+
+
+async def test_oversized_message_closes_only_that_call(server_factory):
+    server = await server_factory(echo, max_message_size=4096)
+    url = f"ws://127.0.0.1:{server.port}/knowlarity"
+    async with open_dialed_call(url, "knowlarity") as good:
+        async with open_dialed_call(url, "knowlarity") as bad:
+            await bad.transport.send_message(b"\0" * 10000)
+            with trio.fail_after(5):
+                await bad.closed.wait()
+        assert bad.closed_code == 1009
+        good.say(tone(440, 0.3, 16000))
+        with trio.fail_after(10):
+            while good.heard_seconds() < 0.25:
+                await trio.sleep(0.02)
+    with trio.fail_after(5):
+        while server.counters["calls_ended"] < 2:
+            await trio.sleep(0.02)
+    assert server.end_causes == {"disconnected": 1, "provider_stop": 1}
+
+
+async def test_twenty_calls_one_bad_agent_one_dropped_socket(server_factory):
+    async def agent(call):
+        if call.info.custom.get("bad"):
+            raise RuntimeError("bad agent")
+        await echo(call)
+
+    from callengine.testing.provider import default_start
+
+    server = await server_factory(agent)
+    url = f"ws://127.0.0.1:{server.port}/awaaz"
+    results = {}
+
+    async def one(i):
+        start = default_start("awaaz", call_id=f"c{i}", **({"bad": "1"} if i == 0 else {}))
+        async with open_dialed_call(url, "awaaz", start=start) as sim:
+            sim.say(tone(400 + 10 * i, 1.0, 8000))
+            if i == 1:
+                await trio.sleep(0.3)
+                await sim.drop()
+                results[i] = "dropped"
+                return
+            with trio.fail_after(15):
+                while sim.heard_seconds() < 0.9 and not sim.closed.is_set():
+                    await trio.sleep(0.05)
+            results[i] = sim.heard_seconds()
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(one, i)
+    ok = [i for i in range(2, 20) if results[i] >= 0.9]
+    assert ok == list(range(2, 20))
+    with trio.fail_after(5):
+        while server.counters["calls_ended"] < 20:
+            await trio.sleep(0.02)
+    assert server.end_causes.get("agent_error") == 1
+    assert server.end_causes.get("disconnected") == 1
+    assert server.end_causes.get("provider_stop") == 18
+    # and it still accepts calls
+    async with open_dialed_call(url, "awaaz"):
+        pass
+
+
+async def test_drain_lets_live_calls_finish_then_ends_the_rest(nursery):
+    server = CallServer(hold, ServerConfig(port=0, loop_watchdog_s=None))
+    await nursery.start(server.serve)
+    url = f"ws://127.0.0.1:{server.port}/awaaz"
+    async with open_dialed_call(url, "awaaz") as sim:
+        await trio.sleep(0.1)
+        with trio.fail_after(10):
+            await server.drain(grace_s=0.3)
+        await sim.closed.wait()
+    assert sim.closed_code == 1001
+    assert server.end_causes == {"shutdown": 1}
+    with pytest.raises(DialError):
+        async with open_dialed_call(url, "awaaz", connect_timeout=2):
+            pass
+
+
+async def test_call_summary_is_one_json_line(server_factory, caplog):
+    caplog.set_level(logging.INFO, logger="callengine.calls")
+    server = await server_factory(echo)
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz") as sim:
+        sim.say(tone(440, 0.2, 8000))
+        await trio.sleep(0.4)
+    with trio.fail_after(5):
+        while not [r for r in caplog.records if r.name == "callengine.calls"]:
+            await trio.sleep(0.01)
+    (record,) = [r for r in caplog.records if r.name == "callengine.calls"]
+    summary = json.loads(record.getMessage())
+    for key in ("call_id", "provider", "caller", "duration_s", "frames_in", "frames_out", "frames_dropped", "underruns", "barge_ins", "end_cause", "close_code", "teardown_s"):
+        assert key in summary
+    assert summary["provider"] == "awaaz" and summary["end_cause"] == "provider_stop"
