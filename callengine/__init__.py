@@ -1,3 +1,116 @@
-"""callengine: run voice AI agents on live phone calls over WebSocket, with Trio."""
+"""callengine: run voice AI agents on live phone calls over WebSocket, with Trio.
+
+The public names live here; the subpackages hold the layers:
+
+* :mod:`callengine.events`, :mod:`callengine.audio`, :mod:`callengine.protocols` — pure,
+  sans-IO, no trio (importable without it);
+* :mod:`callengine.call` — one nursery per call: reader, writer, barge-in and agent tasks;
+* :mod:`callengine.server`, :mod:`callengine.cli`, :mod:`callengine.testing` — serving,
+  the command line, the simulated provider and the load generator.
+
+An agent is any async callable taking a :class:`Call`::
+
+    async def agent(call: callengine.Call) -> None:
+        await call.play(audio, sample_rate=16000)
+        async for event in call:
+            ...
+"""
 
 __version__ = "0.1.0"
+
+# The names below are imported on first use (PEP 562), so that ``import callengine.events``,
+# ``callengine.audio`` or ``callengine.protocols`` never pulls in trio: those layers are
+# sans-IO and must import where trio is not installed.
+_LAZY = {
+    "Call": "call.api",
+    "CallInfo": "call.api",
+    "CallEnded": "call.api",
+    "PlaybackWriter": "call.api",
+    "CallConfig": "call.config",
+    "Playback": "call.ledger",
+    "MarkHandle": "call.ledger",
+    "MarkState": "call.ledger",
+    "CallSession": "call.session",
+    "CallReport": "call.session",
+    "run_call": "call.session",
+    "Transport": "call.transport",
+    "TransportClosed": "call.transport",
+    "MemoryTransport": "call.transport",
+    "WebSocketTransport": "call.transport",
+    "memory_transport_pair": "call.transport",
+    "serve": "server",
+    "CallServer": "server",
+    "ServerConfig": "server",
+    "CallEngineError": "errors",
+    "ProtocolError": "errors",
+    "RemoteProtocolError": "errors",
+    "LocalProtocolError": "errors",
+    "UnsupportedCommand": "errors",
+    "CloseCode": "errors",
+    "CallerAudio": "events",
+    "Dtmf": "events",
+    "SpeechStarted": "events",
+    "SpeechEnded": "events",
+    "BargeIn": "events",
+    "MarkReached": "events",
+    "MarkCleared": "events",
+    "PlaybackResult": "events",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'callengine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "__version__",
+    # the agent API
+    "Call",
+    "CallInfo",
+    "CallEnded",
+    "Playback",
+    "PlaybackWriter",
+    "PlaybackResult",
+    "MarkHandle",
+    "MarkState",
+    # what the agent reads
+    "CallerAudio",
+    "Dtmf",
+    "SpeechStarted",
+    "SpeechEnded",
+    "BargeIn",
+    "MarkReached",
+    "MarkCleared",
+    # running calls
+    "CallConfig",
+    "CallSession",
+    "CallReport",
+    "run_call",
+    "serve",
+    "CallServer",
+    "ServerConfig",
+    # transports
+    "Transport",
+    "TransportClosed",
+    "MemoryTransport",
+    "WebSocketTransport",
+    "memory_transport_pair",
+    # errors
+    "CallEngineError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "LocalProtocolError",
+    "UnsupportedCommand",
+    "CloseCode",
+]

@@ -55,7 +55,12 @@ def load_agent(spec: str):
         except AttributeError:
             raise AgentLoadError(f"{module_name!r} has no attribute {attr!r}") from None
     if inspect.isclass(obj):
-        obj = obj()
+        if not inspect.iscoroutinefunction(getattr(obj, "__call__", None)):
+            raise AgentLoadError(f"{spec!r} is a class without an async __call__")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AgentLoadError(f"cannot create {spec!r}: {exc!r}") from None
     target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else getattr(obj, "__call__", None)
     if target is None or not inspect.iscoroutinefunction(target):
         raise AgentLoadError(f"{spec!r} is not an async callable (async def agent(call): ...)")
