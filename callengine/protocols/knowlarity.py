@@ -390,10 +390,11 @@ class KnowlarityCodec(Codec):
         inbound_rate=_DEFAULT_RATE,
         outbound_rate=_DEFAULT_RATE,
         chunk_ms=200,
-        # Each playAudio is probably one file playback. One clip queued behind the playing
-        # one avoids gaps between files, and bounds what can still play if killAudio turns
-        # out not to flush Knowlarity's queue to a single 200 ms clip.
-        lead_ms=200,
+        # Each playAudio is probably one file playback. The engine's lead bounds all audio
+        # sent but not yet played, the playing clip included: two clips keep one queued
+        # behind the playing one (no gap between files) and bound what can still play if
+        # killAudio turns out not to flush Knowlarity's queue to a single clip.
+        lead_ms=400,
     )
 
     def __init__(
@@ -423,7 +424,7 @@ class KnowlarityCodec(Codec):
         self.kill_audio = bool(kill_audio)
         self.layout = layout
         # Per-instance capabilities shadow the class defaults when options change them.
-        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=clip_ms, clear=self.kill_audio)
+        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=clip_ms, lead_ms=2 * clip_ms, clear=self.kill_audio)
 
         self._state = _State.IDLE
         self._start_seen = False

@@ -300,10 +300,11 @@ class SimulatedProvider:
             if self.heard and abs(self.heard[-1].end - (start - self.t0)) < 1e-9 and self.heard[-1].sample_rate == cmd.sample_rate:
                 self.heard[-1].pcm += cmd.pcm
             else:
-                if self.play_end < now - 1e-6 and self.play_end != -math.inf:
-                    self._note("play", f"{cmd.duration * 1000:.0f} ms after a {1000 * (now - self.play_end):.0f} ms gap")
-                elif self.play_end == -math.inf or self.play_end < now - 1e-6:
-                    self._note("play", f"{cmd.duration * 1000:.0f} ms")
+                gap = now - self.play_end
+                if self.play_end == -math.inf or gap > 0.25:
+                    self._note("play", "bot audio starts")
+                elif gap > 1e-6:
+                    self._note("gap", f"{1000 * gap:.1f} ms of silence before this audio (an underrun)")
                 self.heard.append(HeardSegment(start - self.t0, bytes(cmd.pcm), cmd.sample_rate))
             self.play_end = start + cmd.duration
         elif isinstance(cmd, Mark):

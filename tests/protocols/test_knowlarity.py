@@ -533,5 +533,5 @@ def test_capabilities():
     assert (caps.clear, caps.mark_echo, caps.transfer, caps.hangup_message, caps.dtmf_events) == (
         True, False, True, True, False,
     )
-    assert (caps.inbound_rate, caps.outbound_rate, caps.chunk_ms, caps.lead_ms) == (16000, 16000, 200, 200)
+    assert (caps.inbound_rate, caps.outbound_rate, caps.chunk_ms, caps.lead_ms) == (16000, 16000, 200, 400)
     assert KnowlarityCodec(clip_ms=500).capabilities.chunk_ms == 500
