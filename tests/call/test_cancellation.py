@@ -302,7 +302,7 @@ def test_random_end_points_leave_nothing_behind(cause, at, provider):
 
 
 async def test_many_calls_one_ended_by_each_cause_others_unaffected(autojump_clock):
-    causes = ["provider_stop", "disconnected", "agent_returned", "hangup", "agent_error"]
+    causes = ["provider_stop", "disconnected", "agent_returned", "hangup", "transfer", "agent_error", "shutdown"]
     sims = {}
 
     async def long_agent(call):
@@ -310,7 +310,7 @@ async def test_many_calls_one_ended_by_each_cause_others_unaffected(autojump_clo
         result = await pb.wait()
         assert not result.interrupted
 
-    async def agent_for(cause):
+    def agent_for(cause):
         async def agent(call):
             await call.play(tone(440, 0.5, 16000))
             await trio.sleep(0.3)
@@ -318,27 +318,35 @@ async def test_many_calls_one_ended_by_each_cause_others_unaffected(autojump_clo
                 return
             if cause == "hangup":
                 await call.hangup()
+            if cause == "transfer":
+                await call.transfer("support")
             if cause == "agent_error":
                 raise RuntimeError("one bad agent")
             await trio.sleep_forever()
+
         return agent
 
     async def run_one(name, agent):
-        async with open_simulated_call(agent, "awaaz") as sim:
-            sims[name] = sim
-            await trio.sleep(0.4)
-            if name == "provider_stop":
-                await sim.provider.stop()
-            elif name == "disconnected":
-                await sim.provider.drop()
+        provider = "knowlarity" if name == "transfer" else "awaaz"
+        with trio.CancelScope() as scope:
+            async with open_simulated_call(agent, provider) as sim:
+                sims[name] = sim
+                await trio.sleep(0.4)
+                if name == "provider_stop":
+                    await sim.provider.stop()
+                elif name == "disconnected":
+                    await sim.provider.drop()
+                elif name == "shutdown":
+                    scope.cancel()  # the server going away cancels this call's scope only
 
     async with trio.open_nursery() as nursery:
         for cause in causes:
-            nursery.start_soon(run_one, cause, await agent_for(cause))
+            nursery.start_soon(run_one, cause, agent_for(cause))
         for i in range(5):
             nursery.start_soon(run_one, f"ok{i}", long_agent)
     for cause in causes:
-        assert sims[cause].report.end_cause == cause
+        assert sims[cause].session.end_cause == cause
+    assert sims["shutdown"].session.close_code == 1001
     for i in range(5):
         sim = sims[f"ok{i}"]
         assert sim.report.end_cause == "agent_returned"
