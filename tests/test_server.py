@@ -147,7 +147,7 @@ async def test_oversized_message_closes_only_that_call(server_factory):
     with trio.fail_after(5):
         while server.counters["calls_ended"] < 2:
             await trio.sleep(0.02)
-    assert server.end_causes == {"disconnected": 1, "provider_stop": 1}
+    assert server.end_causes == {"message_too_big": 1, "provider_stop": 1}
 
 
 async def test_twenty_calls_one_bad_agent_one_dropped_socket(server_factory):
@@ -222,3 +222,18 @@ async def test_call_summary_is_one_json_line(server_factory, caplog):
     for key in ("call_id", "provider", "caller", "duration_s", "frames_in", "frames_out", "frames_dropped", "underruns", "barge_ins", "end_cause", "close_code", "teardown_s"):
         assert key in summary
     assert summary["provider"] == "awaaz" and summary["end_cause"] == "provider_stop"
+
+
+async def test_blocking_agent_is_detected_by_the_loop_watchdog(nursery, caplog):
+    import time as _time
+
+    async def blocking(call):
+        _time.sleep(0.6)  # never awaits: Trio cannot cancel this; the watchdog names it
+        await trio.sleep_forever()
+
+    server = CallServer(blocking, ServerConfig(port=0, loop_watchdog_s=0.2))
+    await nursery.start(server.serve)
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz"):
+        await trio.sleep(1.0)
+    assert server.counters.get("loop_stalls", 0) >= 1
+    assert "event loop blocked" in caplog.text and "in blocking" in caplog.text
