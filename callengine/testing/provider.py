@@ -167,7 +167,8 @@ class SimulatedProvider:
     # --- the caller's side ----------------------------------------------------------------
 
     def say(self, audio: np.ndarray | bytes, sample_rate: int | None = None) -> float:
-        """Queue audio for the caller's microphone; returns the call time it starts at."""
+        """Queue audio for the caller's microphone; returns the stream time it starts at
+        (the start of the microphone frame now being filled, or after audio already queued)."""
         x = np.frombuffer(audio, dtype="<i2") if isinstance(audio, (bytes, bytearray)) else np.asarray(audio)
         if sample_rate and sample_rate != self.rate:
             x = resample(x, sample_rate, self.rate)
@@ -176,10 +177,10 @@ class SimulatedProvider:
         return starts_at
 
     def _mic_queue_end(self) -> float:
+        """Stream time at which audio queued now starts: the frame being filled (which
+        began up to one frame ago) takes queued audio from its first sample."""
         queued = sum(len(x) for x in self._mic) - self._mic_pos
-        # the next frame is sent at the next frame boundary
-        next_frame = (self.frames_sent) * self.frame_s
-        return max(self.now(), next_frame) + queued / self.rate
+        return self.frames_sent * self.frame_s + queued / self.rate
 
     async def press(self, digit: str, duration: float = 0.08) -> None:
         """Press a key: a DTMF event where the provider has them, else an in-band tone."""
