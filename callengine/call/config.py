@@ -36,6 +36,10 @@ class CallConfig:
       ``start_timeout_s``: wait for the provider's start message.
       ``idle_timeout_s``: end a call whose provider sends nothing for this long (None: never).
       ``hangup_timeout_s``: wait for the provider to close after a hang-up or transfer message.
+      ``send_timeout_s``: end a call whose provider stops reading: a message the connection
+      has not taken within this long ends the call ("send_timeout", close 1001; None: wait
+      for ever). Without it the writer would wait on a full socket for ever, and the call,
+      and whatever its agent keeps queueing, would never be released.
       ``close_timeout_s``: bound on the WebSocket close handshake.
       ``cleanup_grace_s``: shielded time given to the agent's cleanup (``call.cleanup_scope()``)
       and after which an agent that has not exited is reported as stuck.
@@ -53,6 +57,7 @@ class CallConfig:
     start_timeout_s: float = 10.0
     idle_timeout_s: float | None = attrs.field(default=30.0, validator=_positive_or_none)
     hangup_timeout_s: float = 5.0
+    send_timeout_s: float | None = attrs.field(default=5.0, validator=_positive_or_none)
     close_timeout_s: float = 2.0
     cleanup_grace_s: float = 2.0
 

@@ -67,6 +67,14 @@ Agent = Callable[[Call], Awaitable[Any]]
 
 _EPS = 1e-9
 
+#: Unknown messages logged per call at INFO; the rest are counted (and logged at DEBUG), so
+#: a provider that floods a call with them cannot flood the log.
+_UNKNOWN_LOGGED = 5
+
+
+class _SendTimeout(Exception):
+    """The connection did not take a message within ``send_timeout_s``."""
+
 
 @attrs.frozen
 class CallReport:
@@ -332,16 +340,20 @@ class CallSession:
                         if isinstance(ev, CallStarted):
                             return ev
                         if isinstance(ev, UnknownMessage):
-                            self.stats["unknown_messages"] += 1
-                            log.info("call %s: unknown message before start: %s", self._label(), ev.kind)
-            except TransportClosed:
-                self._end("disconnected", None, "closed before start")
+                            self._on_unknown(ev, "before start")
+            except TransportClosed as exc:
+                if exc.code == CloseCode.MESSAGE_TOO_BIG:
+                    log.warning("call %s: closed with 1009 before start: %s", self._label(), exc.reason or "message too big")
+                    self._end("message_too_big", CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
+                else:
+                    self._end("disconnected", None, "closed before start")
                 return None
             except ProtocolError as exc:
                 log.warning("call %s: protocol error before start: %s", self._label(), exc)
                 self._end("protocol_error", exc.close_code, str(exc)[:120])
                 return None
         if scope.cancelled_caught:
+            log.warning("call %s: no start message within %.1f s", self._label(), self.config.start_timeout_s)
             self._end("start_timeout", CloseCode.PROTOCOL_ERROR, "no start message")
         return None
 
@@ -502,7 +514,14 @@ class CallSession:
             elif exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
                 # a clean close is how a provider without a stop message hangs up
                 self._end("provider_stop", None, f"provider closed (code {exc.code})")
+            elif exc.code == CloseCode.MESSAGE_TOO_BIG:
+                # the transport refused an inbound message over its size limit and closed
+                if self.end_cause is None:
+                    log.warning("call %s: closed with 1009: %s", self._label(), exc.reason or "message too big")
+                self._end("message_too_big", CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
             else:
+                if self.end_cause is None:
+                    log.warning("call %s: connection lost (close code %s)", self._label(), exc.code)
                 self._end("disconnected", None, f"provider closed (code {exc.code})")
         except RemoteProtocolError as exc:
             log.warning("call %s: protocol error: %s", self._label(), exc)
@@ -528,12 +547,20 @@ class CallSession:
             log.info("call %s: provider stopped the call (%s)", self._label(), ev.reason or "no reason")
             self._end("provider_stop", CloseCode.NORMAL, "call stopped")
         elif isinstance(ev, UnknownMessage):
-            self.stats["unknown_messages"] += 1
-            log.info("call %s: unknown message %r ignored", self._label(), ev.kind)
+            self._on_unknown(ev, "ignored")
         elif isinstance(ev, Connected):
             pass
         else:
             log.debug("call %s: ignoring %r", self._label(), ev)
+
+    def _on_unknown(self, ev: UnknownMessage, what: str) -> None:
+        n = self.stats["unknown_messages"] = self.stats["unknown_messages"] + 1
+        if n < _UNKNOWN_LOGGED:
+            log.info("call %s: unknown message %r %s", self._label(), ev.kind, what)
+        elif n == _UNKNOWN_LOGGED:
+            log.info("call %s: unknown message %r %s; further ones are only counted", self._label(), ev.kind, what)
+        else:
+            log.debug("call %s: unknown message %r %s", self._label(), ev.kind, what)
 
     def _on_mark_echo(self, name: str) -> None:
         for m in self.ledger.marks:
@@ -554,8 +581,20 @@ class CallSession:
         for msg in self.codec.send(command):
             if self._finalized:
                 return  # nothing goes out after the end
+            await self._send_message(msg)
+
+    async def _send_message(self, msg) -> None:
+        """Send one message; raises _SendTimeout if the connection has not taken it within
+        ``send_timeout_s`` (a provider that stopped reading: its socket buffer is full)."""
+        timeout = self.config.send_timeout_s
+        if timeout is None:
             await self.transport.send_message(msg)
-            self.stats["frames_out"] += 1
+        else:
+            with trio.move_on_after(timeout) as scope:
+                await self.transport.send_message(msg)
+            if scope.cancelled_caught:
+                raise _SendTimeout
+        self.stats["frames_out"] += 1
 
     async def _writer(self) -> None:
         try:
@@ -564,7 +603,13 @@ class CallSession:
             if self._control is not None and self._control_sent_at is not None:
                 self._end(self._control.cause, None, f"provider closed after {self._control.kind}")
             else:
+                if self.end_cause is None:
+                    log.warning("call %s: send failed, connection lost (close code %s)", self._label(), exc.code)
                 self._end("disconnected", None, f"send failed: closed (code {exc.code})")
+        except _SendTimeout:
+            timeout = self.config.send_timeout_s
+            log.warning("call %s: the provider has not taken a message for %.1f s (it stopped reading); ending", self._label(), timeout)
+            self._end("send_timeout", CloseCode.GOING_AWAY, "send timeout")
 
     async def _writer_loop(self) -> None:
         ledger = self.ledger
@@ -629,8 +674,7 @@ class CallSession:
         msgs = self.codec.send(command)
         self._control_sent_at = now
         for msg in msgs:
-            await self.transport.send_message(msg)
-            self.stats["frames_out"] += 1
+            await self._send_message(msg)
         if not self.caps.hangup_message or not msgs:
             # hang-up is closing the socket (Awaaz): do it now
             self._end(control.cause, CloseCode.NORMAL, control.kind)

@@ -298,7 +298,9 @@ class SimulatedProvider:
         self.received.append((self.now(), cmd))
         if isinstance(cmd, PlayAudio):
             start = max(now, self.play_end)
-            if self.heard and abs(self.heard[-1].end - (start - self.t0)) < 1e-9 and self.heard[-1].sample_rate == cmd.sample_rate:
+            # contiguous within 1 us: on the real clock (trio offsets it by up to 2e5 s)
+            # summed chunk durations drift by ~1e-9 s over a few seconds
+            if self.heard and abs(self.heard[-1].end - (start - self.t0)) < 1e-6 and self.heard[-1].sample_rate == cmd.sample_rate:
                 self.heard[-1].pcm += cmd.pcm
             else:
                 gap = now - self.play_end
