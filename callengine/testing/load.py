@@ -1,0 +1,673 @@
+"""A load generator: N concurrent simulated provider calls against a callengine URL.
+
+::
+
+    callengine load ws://127.0.0.1:8080/awaaz --provider awaaz --calls 100 --seconds 10 --ramp 2
+
+Each call is the PROVIDER role of the project's codec driven directly over trio-websocket
+(not the full :class:`~callengine.testing.provider.SimulatedProvider`, which keeps a
+timeline and a recording per call and costs too much CPU per frame for a load test). A call
+connects at its slot in the ramp, sends the start message, then streams 20 ms frames of
+caller audio at real time on absolute deadlines (``trio.sleep_until(t0 + k * frame)``),
+until the run's end; then it waits briefly for the last echoes and hangs up (stop).
+
+What it measures assumes an echo agent on the other side (``callengine.agents.echo``), run
+with the agent rate equal to the wire rate (``--agent-rate 8000`` on Awaaz, the default
+16000 on Knowlarity) so the echo path has no resampler and returns the caller's samples bit
+for bit. Every frame carries a marker in its first four samples (two magic values, the
+frame's sequence number and a check value); the generator finds the markers in the audio
+the engine plays back, and so knows, per frame:
+
+* **round trip**: provider send -> the engine's media message carrying that frame back.
+  It is the inbound delivery latency (provider -> agent) plus the agent's write and the
+  writer's pacing; with the echo agent the last two are near zero on Awaaz (20 ms chunks,
+  the lead is never full). On Knowlarity the engine sends 200 ms clips, so the round trip
+  includes waiting for a clip to fill.
+* **dropped**: frames sent and never echoed while a later frame was (the run waits
+  ``drain`` seconds for the last). Frames after the last echoed one are counted apart as
+  the **unechoed tail**: the engine holds audio back until it fills an outbound chunk (200
+  ms clips on Knowlarity), so up to one chunk's worth per call is expected there and is not
+  a drop; a longer tail is.
+* **outbound pacing jitter**: |inter-arrival of the engine's media messages - the duration
+  of the audio in the earlier one|.
+* **underruns**: gaps in what the caller would hear. The provider's playout buffer is
+  modelled as a jitter buffer of ``jitter_buffer_ms``: the first chunk (and the first after
+  a gap) starts playing that long after it arrives; each next chunk starts at
+  ``max(arrival, end of the previous)``; an arrival after the previous chunk ended is an
+  underrun. Arrival times are taken relative to each frame's *nominal* send time (the
+  generator's own lateness is subtracted), so a busy generator does not count against the
+  server; the generator's lateness is reported separately (``send_late_ms``).
+
+Statistics (latency, jitter, underruns) cover frames sent after ``warmup`` seconds (by
+default the ramp), i.e. the steady state with every call up; counts cover the whole run.
+
+Bounded: at most :data:`MAX_CALLS` calls and :data:`MAX_SECONDS` seconds, loopback hosts
+only, and every wait has a deadline; the run ends by itself after about ``seconds`` +
+``drain`` + a close timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import math
+import resource
+import struct
+import sys
+import time
+import urllib.parse
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+
+from ..errors import ProtocolError
+from ..events import CallerAudio, CallStarted, CallStopped, Clear, Hangup, Mark, MarkEchoed, PlayAudio, Transfer
+from ..protocols.base import Role
+from ..protocols.registry import create_codec
+
+__all__ = ["LoadConfig", "LoadResult", "Stats", "run_load", "add_load_parser", "MAX_CALLS", "MAX_SECONDS", "LoadError"]
+
+MAX_CALLS = 2000
+MAX_SECONDS = 600.0
+KNOWLARITY_SUBPROTOCOL = "audio.drachtio.org"
+
+# The per-frame marker: four int16 samples at the start of every frame. The tone under it
+# peaks well below either magic value, so a match is never the audio itself.
+_MAGIC = struct.pack("<hh", 31322, -31066)
+_CHECK = 0x2AAA
+_MARKER_BYTES = 8
+
+
+class LoadError(Exception):
+    """The load cannot be run as asked (bad URL, non-loopback host, over a cap)."""
+
+
+@attrs.frozen
+class LoadConfig:
+    """One load run. ``url``: ws://127.0.0.1:PORT/awaaz (or /knowlarity); loopback only.
+
+    ``calls``: concurrent calls. ``seconds``: the run's length, ramp included (calls stop
+    streaming then). ``ramp``: spread call starts evenly over this many seconds.
+    ``warmup``: statistics cover frames sent after this many seconds (None: the ramp).
+    ``drain``: after the run, wait at most this long for the last echoes.
+    ``jitter_buffer_ms``: the modelled provider playout buffer (see the module docs).
+    ``frame_ms``: caller audio frame. ``tone_dbfs``: level of the caller's 440 Hz tone.
+    """
+
+    url: str
+    provider: str = "awaaz"
+    calls: int = 10
+    seconds: float = 10.0
+    ramp: float = 0.0
+    warmup: float | None = None
+    drain: float = 1.0
+    jitter_buffer_ms: float = 40.0
+    frame_ms: int = 20
+    sample_rate: int | None = None
+    tone_dbfs: float = -20.0
+    connect_timeout: float = 10.0
+    close_timeout: float = 3.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.provider not in ("awaaz", "knowlarity"):
+            raise LoadError(f"unknown provider {self.provider!r}: use awaaz or knowlarity")
+        if not 1 <= self.calls <= MAX_CALLS:
+            raise LoadError(f"--calls must be in [1, {MAX_CALLS}], got {self.calls}")
+        if not 0 < self.seconds <= MAX_SECONDS:
+            raise LoadError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {self.seconds}")
+        if not 0 <= self.ramp < self.seconds:
+            raise LoadError(f"--ramp must be in [0, --seconds), got {self.ramp}")
+        if self.warmup is not None and not 0 <= self.warmup < self.seconds:
+            raise LoadError(f"--warmup must be in [0, --seconds), got {self.warmup}")
+        if not 0 <= self.drain <= 10:
+            raise LoadError(f"drain must be in [0, 10] s, got {self.drain}")
+        if not 1 <= self.frame_ms <= 100:
+            raise LoadError(f"frame_ms must be in [1, 100], got {self.frame_ms}")
+        check_loopback_url(self.url)
+
+    @property
+    def rate(self) -> int:
+        return self.sample_rate or (8000 if self.provider == "awaaz" else 16000)
+
+    @property
+    def warmup_s(self) -> float:
+        return self.ramp if self.warmup is None else self.warmup
+
+
+def check_loopback_url(url: str) -> tuple[str, int, str]:
+    """(host, port, resource) of a ws:// URL on a loopback address; else LoadError."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "ws":
+        raise LoadError(f"not a ws:// URL: {url!r} (the load generator speaks plain ws:// on loopback only)")
+    host = parsed.hostname or ""
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise LoadError(
+                f"refusing to load {host or url!r}: the load generator only targets loopback hosts "
+                "(127.0.0.0/8, ::1, localhost)"
+            )
+    try:
+        port = parsed.port or 80
+    except ValueError as exc:
+        raise LoadError(f"bad port in {url!r}: {exc}") from None
+    resource_ = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    return host, port, resource_
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Stats:
+    """Percentiles of a sample, in milliseconds."""
+
+    count: int
+    p50: float
+    p99: float
+    max: float
+    mean: float
+
+    @classmethod
+    def of(cls, values_s) -> "Stats":
+        a = np.asarray(values_s, dtype=np.float64) * 1000.0
+        if a.size == 0:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        p50, p99 = np.percentile(a, [50, 99])
+        return cls(int(a.size), round(float(p50), 3), round(float(p99), 3), round(float(a.max()), 3), round(float(a.mean()), 3))
+
+
+@attrs.frozen
+class LoadResult:
+    """What one load run measured (see the module docs for the definitions)."""
+
+    url: str
+    provider: str
+    calls: int
+    seconds: float
+    ramp: float
+    warmup: float
+    jitter_buffer_ms: float
+    wall_s: float
+    handshakes_ok: int
+    handshakes_failed: int
+    handshake_errors: dict
+    calls_cut: int  # calls the server ended or broke before the generator hung up
+    protocol_errors: int
+    frames_sent: int
+    frames_echoed: int
+    frames_dropped: int
+    frames_unechoed_tail: int
+    calls_with_long_tail: int  # calls whose unechoed tail is longer than one outbound chunk
+    frames_duplicated: int
+    media_messages: int
+    other_messages: dict
+    round_trip: Stats
+    pacing_jitter: Stats
+    send_late: Stats
+    underruns: int
+    underrun_ms: float
+    calls_with_underruns: int
+    loadgen_cpu_s: float
+    first_error: str | None = None
+    #: the steady-state window (warmup to the end of streaming) in Unix time, so that a
+    #: caller sampling the server's /proc can measure its CPU over the same window
+    window_start_unix: float = 0.0
+    window_end_unix: float = 0.0
+
+    @property
+    def loadgen_cpu_fraction(self) -> float:
+        return self.loadgen_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every call connected and stayed up, nothing dropped, no underrun."""
+        return (
+            self.handshakes_failed == 0
+            and self.calls_cut == 0
+            and self.protocol_errors == 0
+            and self.frames_dropped == 0
+            and self.calls_with_long_tail == 0
+            and self.underruns == 0
+        )
+
+    def as_dict(self) -> dict:
+        d = attrs.asdict(self)
+        d["loadgen_cpu_fraction"] = round(self.loadgen_cpu_fraction, 4)
+        d["ok"] = self.ok
+        return d
+
+    def format_table(self) -> str:
+        def ms(s: Stats) -> str:
+            return f"p50 {s.p50:8.2f}  p99 {s.p99:8.2f}  max {s.max:8.2f} ms  (n={s.count})"
+
+        rows = [
+            ("target", f"{self.url} ({self.provider})"),
+            ("calls", f"{self.calls} over {self.seconds:g} s (ramp {self.ramp:g} s, stats after {self.warmup:g} s)"),
+            ("handshakes", f"{self.handshakes_ok} ok, {self.handshakes_failed} failed" + (f" {self.handshake_errors}" if self.handshake_errors else "")),
+            ("calls cut short", f"{self.calls_cut}"),
+            ("protocol errors", f"{self.protocol_errors}" + (f" (first: {self.first_error})" if self.first_error else "")),
+            ("frames sent", f"{self.frames_sent}"),
+            ("frames echoed", f"{self.frames_echoed}  (dropped {self.frames_dropped}, duplicated {self.frames_duplicated})"),
+            ("unechoed tail", f"{self.frames_unechoed_tail} frames ({self.calls_with_long_tail} calls longer than one outbound chunk)"),
+            ("media messages in", f"{self.media_messages}" + (f"  other: {self.other_messages}" if self.other_messages else "")),
+            ("round trip", ms(self.round_trip)),
+            ("pacing jitter", ms(self.pacing_jitter)),
+            ("underruns", f"{self.underruns} ({self.underrun_ms:.1f} ms of gaps, {self.calls_with_underruns} calls; jitter buffer {self.jitter_buffer_ms:g} ms)"),
+            ("generator lateness", ms(self.send_late)),
+            ("generator CPU", f"{self.loadgen_cpu_s:.2f} s in {self.wall_s:.2f} s ({100 * self.loadgen_cpu_fraction:.0f}% of one core)"),
+            ("verdict", "OK" if self.ok else "NOT OK"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# --- one call -----------------------------------------------------------------------------
+
+
+class _Call:
+    """State of one simulated call, kept small: arrays indexed by frame sequence number."""
+
+    __slots__ = (
+        "index", "codec", "ws", "sent_at", "nominal", "echo_at", "duplicates", "tail",
+        "last_media_at", "last_media_dur", "max_media_dur", "jitter", "media", "other", "handshake_ok",
+        "cut", "error", "protocol_errors", "done_sending", "expect_until",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.codec: Any = None
+        self.ws: Any = None
+        self.sent_at: list[float] = []
+        self.nominal: list[float] = []
+        self.echo_at: dict[int, float] = {}
+        self.duplicates = 0
+        self.tail = b""
+        self.last_media_at: float | None = None
+        self.last_media_dur = 0.0
+        self.max_media_dur = 0.0
+        self.jitter: list[tuple[float, float]] = []  # (arrival, |deviation|)
+        self.media = 0
+        self.other: dict[str, int] = {}
+        self.handshake_ok = False
+        self.cut = False
+        self.error: str | None = None
+        self.protocol_errors = 0
+        self.done_sending = False
+        self.expect_until = trio.Event()  # set when every sent frame has come back
+
+
+class LoadGenerator:
+    def __init__(self, config: LoadConfig) -> None:
+        self.config = config
+        self.host, self.port, self.resource = check_loopback_url(config.url)
+        self.rate = config.rate
+        self.frame_samples = config.rate * config.frame_ms // 1000
+        self.frame_s = self.frame_samples / self.rate
+        t = np.arange(self.frame_samples) / self.rate
+        # 440 Hz for 20 ms is not a whole number of periods: fine, the level is what the
+        # VAD sees; the phase restarts every frame.
+        amp = 32767 * 10 ** (config.tone_dbfs / 20)
+        self._tone = (amp * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+        self.calls = [_Call(i) for i in range(config.calls)]
+        self.handshake_errors: dict[str, int] = {}
+
+    def frame(self, seq: int) -> bytes:
+        return _MAGIC + struct.pack("<hh", seq, seq ^ _CHECK) + self._tone[_MARKER_BYTES:]
+
+    async def run(self) -> LoadResult:
+        cfg = self.config
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        wall0 = time.monotonic()
+        t0 = trio.current_time() + 0.05
+        self._unix_offset = time.time() - trio.current_time()
+        stop_at = t0 + cfg.seconds
+        with trio.move_on_at(stop_at + cfg.drain + cfg.close_timeout + cfg.connect_timeout + 2.0):
+            async with trio.open_nursery() as nursery:
+                for call in self.calls:
+                    start_at = t0 + (cfg.ramp * call.index / cfg.calls if cfg.calls > 1 else 0.0)
+                    nursery.start_soon(self._run_call, call, start_at, t0, stop_at)
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+        return self._result(t0, time.monotonic() - wall0, cpu)
+
+    # --- per call ---------------------------------------------------------------------
+
+    async def _run_call(self, call: _Call, start_at: float, t0: float, stop_at: float) -> None:
+        from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, wrap_client_stream
+
+        cfg = self.config
+        await trio.sleep_until(start_at)
+        subprotocols = [KNOWLARITY_SUBPROTOCOL] if cfg.provider == "knowlarity" else None
+        # We own the TCP stream and close it on every path: trio-websocket leaves the client's
+        # socket open when the server closes first.
+        try:
+            with trio.fail_after(cfg.connect_timeout):
+                stream = await trio.open_tcp_stream(self.host, self.port)
+        except (OSError, trio.TooSlowError) as exc:
+            self._handshake_failed(call, type(exc).__name__)
+            return
+        try:
+            async with trio.open_nursery() as ws_nursery:  # the websocket's reader task
+                try:
+                    with trio.fail_after(cfg.connect_timeout):
+                        ws = await wrap_client_stream(
+                            ws_nursery, stream, self.host, self.resource, subprotocols=subprotocols, message_queue_size=64
+                        )
+                except (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                    self._handshake_failed(call, type(exc).__name__)
+                    ws_nursery.cancel_scope.cancel()
+                    return
+                call.handshake_ok = True
+                call.ws = ws
+                call.codec = create_codec(cfg.provider, Role.PROVIDER)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._receiver, call, nursery, t0)
+                    try:
+                        await self._sender(call, start_at, stop_at)
+                        # wait for the last echoes (bounded), then hang up like a caller
+                        with trio.move_on_after(cfg.drain):
+                            await call.expect_until.wait()
+                        if not call.cut:
+                            for msg in call.codec.send(CallStopped(reason="load generator done")):
+                                await ws.send_message(msg)
+                            if cfg.provider == "knowlarity":
+                                # mod_audio_fork hangs up by closing after its flush frame
+                                with trio.move_on_after(cfg.close_timeout):
+                                    await ws.aclose()
+                    except ConnectionClosed:
+                        if not call.done_sending:
+                            call.cut = True
+                    # the server closes after a stop; wait for that (bounded), else close
+                    with trio.move_on_after(cfg.close_timeout):
+                        while ws.closed is None:
+                            await trio.sleep(0.01)
+                    nursery.cancel_scope.cancel()
+                with trio.move_on_after(cfg.close_timeout, shield=True):
+                    await ws.aclose()
+                ws_nursery.cancel_scope.cancel()
+        except* ConnectionRejected as group:
+            # the client's reader task raises a refusal into its nursery
+            self._handshake_failed(call, f"HTTP {group.exceptions[0].status_code}")
+        except* HandshakeError as group:
+            self._handshake_failed(call, type(group.exceptions[0]).__name__)
+        except* (OSError, trio.BrokenResourceError):
+            if call.handshake_ok:
+                call.cut = call.cut or not call.done_sending
+            else:
+                self._handshake_failed(call, "connection error")
+        finally:
+            with trio.move_on_after(1, shield=True):
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+
+    def _handshake_failed(self, call: _Call, why: str) -> None:
+        call.error = why
+        self.handshake_errors[why] = self.handshake_errors.get(why, 0) + 1
+
+    async def _sender(self, call: _Call, start_at: float, stop_at: float) -> None:
+        ws, codec, rate = call.ws, call.codec, self.rate
+        from ..testing.provider import default_start
+
+        start: CallStarted = default_start(self.config.provider, call_id=f"load-{call.index}", sample_rate=rate)
+        for msg in codec.send(start):
+            await ws.send_message(msg)
+        t_first = trio.current_time()
+        seq = 0
+        frame_s = self.frame_s
+        while True:
+            due = t_first + seq * frame_s
+            if due >= stop_at or seq > 32767:
+                break
+            await trio.sleep_until(due)
+            if call.cut:
+                break
+            msgs = codec.send(CallerAudio(self.frame(seq), rate))
+            call.nominal.append(due)
+            call.sent_at.append(trio.current_time())
+            for msg in msgs:
+                await ws.send_message(msg)
+            seq += 1
+        call.done_sending = True
+        if len(call.echo_at) >= len(call.sent_at):
+            call.expect_until.set()
+
+    async def _receiver(self, call: _Call, nursery: trio.Nursery, t0: float) -> None:
+        from trio_websocket import ConnectionClosed
+
+        ws, codec = call.ws, call.codec
+        play_end = -math.inf
+        try:
+            while True:
+                msg = await ws.get_message()
+                now = trio.current_time()
+                try:
+                    events = codec.receive(msg)
+                except ProtocolError as exc:
+                    call.protocol_errors += 1
+                    call.error = call.error or str(exc)[:200]
+                    continue
+                for ev in events:
+                    if isinstance(ev, PlayAudio):
+                        self._on_audio(call, ev, now)
+                        play_end = max(now, play_end) + ev.duration
+                    elif isinstance(ev, Mark):
+                        # echo it when the audio before it has played, as Awaaz does
+                        nursery.start_soon(self._echo_mark, call, ev.name, play_end)
+                    elif isinstance(ev, Clear):
+                        play_end = now
+                        call.other["clear"] = call.other.get("clear", 0) + 1
+                    else:
+                        kind = type(ev).__name__ if not isinstance(ev, (Hangup, Transfer)) else "hangup"
+                        call.other[kind] = call.other.get(kind, 0) + 1
+        except ConnectionClosed:
+            if not call.done_sending:
+                call.cut = True
+            call.expect_until.set()  # nothing more will come
+
+    async def _echo_mark(self, call: _Call, name: str, due: float) -> None:
+        from trio_websocket import ConnectionClosed
+
+        await trio.sleep_until(due)
+        try:
+            for msg in call.codec.send(MarkEchoed(name)):
+                await call.ws.send_message(msg)
+        except (ConnectionClosed, ProtocolError):
+            pass
+
+    def _on_audio(self, call: _Call, ev: PlayAudio, now: float) -> None:
+        call.media += 1
+        dur = ev.duration
+        if call.last_media_at is not None:
+            call.jitter.append((now, abs((now - call.last_media_at) - call.last_media_dur)))
+        call.last_media_at, call.last_media_dur = now, dur
+        if dur > call.max_media_dur:
+            call.max_media_dur = dur
+        pcm = ev.pcm
+        data = call.tail + pcm if call.tail else pcm
+        n_sent = len(call.sent_at)
+        i = data.find(_MAGIC)
+        while i != -1:
+            if i % 2 == 0 and i + _MARKER_BYTES <= len(data):
+                seq, check = struct.unpack_from("<hh", data, i + 4)
+                if check == seq ^ _CHECK and 0 <= seq < n_sent:
+                    if seq in call.echo_at:
+                        call.duplicates += 1
+                    else:
+                        call.echo_at[seq] = now
+            i = data.find(_MAGIC, i + 2)
+        # keep a partial marker cut by the end of this message for the next one
+        # (whole samples only, so the parity check above stays aligned with the stream)
+        call.tail = data[-(_MARKER_BYTES - 2):]
+        if call.done_sending and len(call.echo_at) >= n_sent:
+            call.expect_until.set()
+
+    # --- summary ----------------------------------------------------------------------
+
+    def _result(self, t0: float, wall: float, cpu: float) -> LoadResult:
+        cfg = self.config
+        since = t0 + cfg.warmup_s
+        jb = cfg.jitter_buffer_ms / 1000
+        rtts: list[float] = []
+        jitter: list[float] = []
+        late: list[float] = []
+        sent = echoed = dropped = tail = long_tails = dups = media = underruns = calls_with_underruns = protocol_errors = cut = 0
+        underrun_s = 0.0
+        other: dict[str, int] = {}
+        first_error = None
+        frame_s = self.frame_s
+        for call in self.calls:
+            n = len(call.sent_at)
+            sent += n
+            echoed += len(call.echo_at)
+            last_echoed = max(call.echo_at, default=-1)
+            call_tail = n - 1 - last_echoed
+            tail += call_tail
+            dropped += n - len(call.echo_at) - call_tail
+            if call_tail * frame_s > call.max_media_dur + 1e-6:
+                long_tails += 1
+            dups += call.duplicates
+            media += call.media
+            protocol_errors += call.protocol_errors
+            cut += call.cut
+            if call.error and call.handshake_ok and first_error is None:
+                first_error = call.error
+            for k, v in call.other.items():
+                other[k] = other.get(k, 0) + v
+            jitter.extend(j for at, j in call.jitter if at >= since)
+            # per frame, in order of sequence number
+            play_end = None
+            gaps = 0
+            for seq in range(n):
+                nominal = call.nominal[seq]
+                lateness = call.sent_at[seq] - nominal
+                at = call.echo_at.get(seq)
+                counted = nominal >= since
+                if counted:
+                    late.append(lateness)
+                if at is None:
+                    continue
+                rtt = at - call.sent_at[seq]
+                if counted:
+                    rtts.append(rtt)
+                arrival = nominal + rtt  # the generator's lateness taken out
+                if play_end is None or arrival > play_end + 1e-6:
+                    if play_end is not None and counted:
+                        gaps += 1
+                        underrun_s += arrival - play_end
+                    play_end = arrival + jb + frame_s
+                else:
+                    play_end += frame_s
+            underruns += gaps
+            calls_with_underruns += gaps > 0
+        ok = sum(c.handshake_ok for c in self.calls)
+        return LoadResult(
+            url=cfg.url,
+            provider=cfg.provider,
+            calls=cfg.calls,
+            seconds=cfg.seconds,
+            ramp=cfg.ramp,
+            warmup=cfg.warmup_s,
+            jitter_buffer_ms=cfg.jitter_buffer_ms,
+            wall_s=round(wall, 3),
+            handshakes_ok=ok,
+            handshakes_failed=cfg.calls - ok,
+            handshake_errors=dict(self.handshake_errors),
+            calls_cut=cut,
+            protocol_errors=protocol_errors,
+            frames_sent=sent,
+            frames_echoed=echoed,
+            frames_dropped=dropped,
+            frames_unechoed_tail=tail,
+            calls_with_long_tail=long_tails,
+            frames_duplicated=dups,
+            media_messages=media,
+            other_messages=other,
+            round_trip=Stats.of(rtts),
+            pacing_jitter=Stats.of(jitter),
+            send_late=Stats.of(late),
+            underruns=underruns,
+            underrun_ms=round(underrun_s * 1000, 3),
+            calls_with_underruns=calls_with_underruns,
+            loadgen_cpu_s=round(cpu, 3),
+            first_error=first_error,
+            window_start_unix=round(since + self._unix_offset, 4),
+            window_end_unix=round(t0 + cfg.seconds + self._unix_offset, 4),
+        )
+
+
+async def run_load(config: LoadConfig | None = None, **options) -> LoadResult:
+    """Run one bounded load (a :class:`LoadConfig`, or its fields as keywords) and return
+    what it measured. Returns after about ``seconds + drain`` (at most ``seconds + drain +
+    close_timeout + connect_timeout + 2``)."""
+    if config is None:
+        config = LoadConfig(**options)
+    _raise_fd_limit(2 * config.calls + 64)
+    return await LoadGenerator(config).run()
+
+
+def _raise_fd_limit(want: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            pass
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def add_load_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``callengine load`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "load",
+        help="run N concurrent simulated provider calls against a server (loopback only)",
+        description=(
+            "N concurrent simulated provider calls, each streaming caller audio at real time, "
+            "against an echo agent (serve it with --agent-rate equal to the wire rate, e.g. "
+            "`callengine serve echo --agent-rate 8000` for Awaaz). Reports round trip, "
+            "pacing jitter, underruns, drops and handshake failures. Loopback hosts only."
+        ),
+    )
+    p.add_argument("url", help="ws://127.0.0.1:PORT/awaaz or ws://127.0.0.1:PORT/knowlarity")
+    p.add_argument("--provider", choices=["awaaz", "knowlarity"], required=True)
+    p.add_argument("--calls", type=int, default=10, help=f"concurrent calls (1..{MAX_CALLS}, default 10)")
+    p.add_argument("--seconds", type=float, default=10.0, help=f"length of the run, ramp included (max {MAX_SECONDS:g}, default 10)")
+    p.add_argument("--ramp", type=float, default=0.0, help="spread call starts over this many seconds (default 0)")
+    p.add_argument("--warmup", type=float, help="statistics cover frames sent after this many seconds (default: the ramp)")
+    p.add_argument("--jitter-buffer-ms", type=float, default=40.0, help="modelled provider playout buffer (default 40)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_load)
+    return p
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    try:
+        config = LoadConfig(
+            url=args.url,
+            provider=args.provider,
+            calls=args.calls,
+            seconds=args.seconds,
+            ramp=args.ramp,
+            warmup=args.warmup,
+            jitter_buffer_ms=args.jitter_buffer_ms,
+        )
+    except LoadError as exc:
+        print(f"callengine: error: {exc}", file=sys.stderr)
+        return 2
+    result = trio.run(run_load, config)
+    if args.json:
+        print(json.dumps(result.as_dict(), default=str))
+    else:
+        print(result.format_table())
+    return 0 if result.handshakes_ok else 1
