@@ -232,7 +232,13 @@ class CallServer:
         self.active_calls += 1
         self._idle = trio.Event() if self.active_calls == 1 else self._idle
         try:
-            ws = await request.accept(subprotocol=subprotocol)
+            try:
+                with trio.fail_after(cfg.handshake_timeout_s):
+                    ws = await request.accept(subprotocol=subprotocol)
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.counters["handshake_failures"] += 1
+                log.warning("accepting %s failed: %r", remote, exc)
+                return
             transport = WebSocketTransport(ws)
             await self._run_call(transport, provider, path, remote)
         finally:
