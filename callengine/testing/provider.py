@@ -147,6 +147,7 @@ class SimulatedProvider:
         self.clears: list[float] = []
         self.hangups: list[tuple[float, str]] = []  # (time, "hangup" | "transfer:<target>")
         self.received: list[tuple[float, Any]] = []  # every decoded command with its time
+        self.control_messages: list[tuple[float, Any]] = []  # raw messages that carried no audio
         self.timeline: list[TimelineEntry] = []
         self.protocol_errors: list[str] = []
         self.t0: float | None = None
@@ -290,6 +291,8 @@ class SimulatedProvider:
                 self.protocol_errors.append(str(exc))
                 self._note("protocol-error", str(exc)[:80])
                 continue
+            if not any(isinstance(c, PlayAudio) for c in commands):
+                self.control_messages.append((self.now(), msg))  # raw wire form, for exact checks
             for cmd in commands:
                 await self._handle(cmd)
 
