@@ -7,7 +7,7 @@ from .dtmf import DtmfDetector, DtmfKey, dtmf_sequence, dtmf_tone
 from .framer import Framer
 from .g711 import alaw2lin, alaw_decode, alaw_encode, lin2alaw, lin2ulaw, ulaw2lin, ulaw_decode, ulaw_encode
 from .pcm import as_pcm16, dbfs, float32_to_pcm16, int16_to_pcm16, pcm16_to_float32, pcm16_to_int16
-from .resample import StreamResampler, resample
+from .resample import PolyphaseResampler, StreamResampler, resample
 from .vad import EnergyVad, SileroVad, SpeechEnd, SpeechSegmenter, SpeechStart, VoiceActivityDetector, WebRtcVad, make_vad
 from .wav import Wav, WavError, build_wav, parse_wav, read_wav, wav_header
 
@@ -33,6 +33,7 @@ __all__ = [
     "parse_wav",
     "read_wav",
     "StreamResampler",
+    "PolyphaseResampler",
     "resample",
     "Framer",
     "VoiceActivityDetector",

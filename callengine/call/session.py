@@ -209,7 +209,7 @@ class CallSession:
         out_rate = self.codec.outbound_rate
         pb = Playback(out_rate, 2 * max(1, int(round(self.chunk_s * out_rate))))
         if not finish:
-            pb._resampler = StreamResampler(sample_rate, out_rate)  # type: ignore[attr-defined]
+            pb._resampler = StreamResampler(sample_rate, out_rate, low_latency=True)  # type: ignore[attr-defined]
             pb._feed_at = []  # type: ignore[attr-defined]
             self._feed(pb, audio)
         else:
@@ -375,7 +375,7 @@ class CallSession:
         max_frames = max(1, int(cfg.inbound_queue_ms / 1000 / frame_s))
         self._agent_queue = LossyQueue(max_frames)
         self._bargein_queue = LossyQueue(max_frames)
-        self._inbound_resampler = StreamResampler(wire_rate, cfg.agent_rate)
+        self._inbound_resampler = StreamResampler(wire_rate, cfg.agent_rate, low_latency=True)
         self.call = Call(self, self.info)
         log.info(
             "call started %s caller=%s called=%s wire_rate=%d",
