@@ -231,6 +231,18 @@ class CallServer:
         subprotocol = KNOWLARITY_SUBPROTOCOL if KNOWLARITY_SUBPROTOCOL in request.proposed_subprotocols else None
         self.active_calls += 1
         self._idle = trio.Event() if self.active_calls == 1 else self._idle
+        released = False
+
+        def release() -> None:
+            # A call's slot is free once its socket is closed, even if a stuck agent
+            # keeps its task alive (the session logs that agent separately).
+            nonlocal released
+            if not released:
+                released = True
+                self.active_calls -= 1
+                if self.active_calls == 0:
+                    self._idle.set()
+
         try:
             try:
                 with trio.fail_after(cfg.handshake_timeout_s):
@@ -240,11 +252,9 @@ class CallServer:
                 log.warning("accepting %s failed: %r", remote, exc)
                 return
             transport = WebSocketTransport(ws)
-            await self._run_call(transport, provider, path, remote)
+            await self._run_call(transport, provider, path, remote, release)
         finally:
-            self.active_calls -= 1
-            if self.active_calls == 0:
-                self._idle.set()
+            release()
 
     def _route(self, request) -> tuple[str | None, str]:
         cfg = self.config
@@ -297,7 +307,7 @@ class CallServer:
             except Exception:
                 pass
 
-    async def _run_call(self, transport: WebSocketTransport, provider: str | None, path: str, remote: str) -> None:
+    async def _run_call(self, transport: WebSocketTransport, provider: str | None, path: str, remote: str, release) -> None:
         cfg = self.config
         pending = []
         if provider is None:
@@ -321,9 +331,13 @@ class CallServer:
         self.counters["calls"] += 1
         codec = create_codec(provider, Role.ENGINE)
         session = CallSession(transport, self.agent, codec, cfg.call, provider=provider, pending_messages=pending)
-        try:
-            await session.run()
-        finally:
+        recorded = False
+
+        def record_end() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             report = session.report
             self.counters["calls_ended"] += 1
             if report is not None:
@@ -332,6 +346,20 @@ class CallServer:
                 del self.reports[:-1000]
                 summary = {"event": "call_ended", "remote": remote, "path": path, **report.as_dict()}
                 summary_log.info(json.dumps(summary, default=str))
+            release()
+
+        async def on_closed() -> None:
+            await session.closed.wait()
+            record_end()
+
+        async with trio.open_nursery() as nursery:
+            # the summary and the slot do not wait for an agent that refuses to exit
+            nursery.start_soon(on_closed)
+            try:
+                await session.run()
+            finally:
+                nursery.cancel_scope.cancel()
+                record_end()
 
     # --- event loop watchdog ------------------------------------------------------------
 

@@ -237,3 +237,28 @@ async def test_blocking_agent_is_detected_by_the_loop_watchdog(nursery, caplog):
         await trio.sleep(1.0)
     assert server.counters.get("loop_stalls", 0) >= 1
     assert "event loop blocked" in caplog.text and "in blocking" in caplog.text
+
+
+async def test_an_agent_that_refuses_to_exit_frees_its_slot_and_logs_its_summary(nursery, caplog):
+    caplog.set_level(logging.INFO, logger="callengine.calls")
+    released = trio.Event()
+
+    async def stubborn(call):
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await released.wait()
+
+    server = CallServer(stubborn, ServerConfig(port=0, loop_watchdog_s=None, max_calls=1, call=CallConfig(cleanup_grace_s=0.2)))
+    await nursery.start(server.serve)
+    url = f"ws://127.0.0.1:{server.port}/awaaz"
+    async with open_dialed_call(url, "awaaz"):
+        await trio.sleep(0.2)
+    with trio.fail_after(5):
+        while server.active_calls:
+            await trio.sleep(0.02)
+    assert server.end_causes == {"provider_stop": 1}
+    async with open_dialed_call(url, "awaaz"):  # the one slot is free again
+        await trio.sleep(0.1)
+    released.set()

@@ -149,6 +149,7 @@ class CallSession:
         self._agent_scope = trio.CancelScope()
         self._agent_done = trio.Event()
         self._ended_event = trio.Event()
+        self.closed = trio.Event()  # set once the socket is closed and the report is ready
         self._finalized = False
         self.end_cause: str | None = None
         self.close_code: int | None = None
@@ -473,6 +474,7 @@ class CallSession:
             stats=self.statistics(),
             agent_error=repr(self.agent_error) if self.agent_error else None,
         )
+        self.closed.set()
 
     def _settle_all(self, now: float) -> None:
         for pb in list(self.ledger.in_flight) + [x for x in self.outbox if isinstance(x, Playback)]:
