@@ -76,13 +76,18 @@ class LossyQueue(Generic[T]):
     async def get(self) -> T:
         """Wait for the next item. Raises trio.EndOfChannel once closed and drained."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
         while True:
             try:
                 item = self.get_nowait()
             except trio.WouldBlock:
                 await self._lot.park()
+                parked = True
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not parked:
+                # parking was already a full checkpoint; a second yield per item would
+                # cost a trip through the scheduler for every audio frame
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return item
 
     def close(self) -> None:

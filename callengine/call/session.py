@@ -187,9 +187,10 @@ class CallSession:
     async def next_agent_event(self) -> Event:
         assert self._agent_queue is not None
         event = await self._agent_queue.get()
-        if isinstance(event, CallerAudio) and self._inbound_resampler is not None:
-            out = self._inbound_resampler.process(event.pcm)
-            event = CallerAudio(out.astype("<i2", copy=False).tobytes(), self._inbound_resampler.out_rate)
+        resampler = self._inbound_resampler
+        if isinstance(event, CallerAudio) and resampler is not None and not resampler.passthrough:
+            out = resampler.process(event.pcm)
+            event = CallerAudio(out.astype("<i2", copy=False).tobytes(), resampler.out_rate)
         return event
 
     def _check_open(self) -> None:
@@ -223,7 +224,10 @@ class CallSession:
         return pb
 
     def _feed(self, pb: Playback, audio) -> None:
-        pcm = pb._resampler.process(as_pcm16(audio)).astype("<i2", copy=False).tobytes()  # type: ignore[attr-defined]
+        resampler = pb._resampler  # type: ignore[attr-defined]
+        pcm = as_pcm16(audio)
+        if not resampler.passthrough:
+            pcm = resampler.process(pcm).astype("<i2", copy=False).tobytes()
         pb._feed(pcm)
         pb.ready_at = trio.current_time()  # type: ignore[attr-defined]
 
@@ -499,17 +503,23 @@ class CallSession:
         try:
             while self._pending_messages:
                 self._route_all(self.codec.receive(self._pending_messages.popleft()))
+            if idle is None:
+                while True:
+                    self._route_all(self.codec.receive(await self.transport.get_message()))
+            # One cancel scope per idle period, not per message (entering and leaving a
+            # scope with a deadline costs about as much as decoding a media frame): when the
+            # deadline fires, it is re-armed from the last message's arrival if one came.
+            last = trio.current_time()
             while True:
-                if idle is None:
-                    msg = await self.transport.get_message()
-                else:
-                    with trio.move_on_after(idle) as scope:
+                with trio.move_on_at(last + idle):
+                    while True:
                         msg = await self.transport.get_message()
-                    if scope.cancelled_caught:
-                        log.warning("call %s: no message for %.1f s, ending", self._label(), idle)
-                        self._end("idle_timeout", CloseCode.GOING_AWAY, "idle timeout")
-                        return
-                self._route_all(self.codec.receive(msg))
+                        last = trio.current_time()
+                        self._route_all(self.codec.receive(msg))
+                if trio.current_time() >= last + idle - _EPS:
+                    log.warning("call %s: no message for %.1f s, ending", self._label(), idle)
+                    self._end("idle_timeout", CloseCode.GOING_AWAY, "idle timeout")
+                    return
         except TransportClosed as exc:
             if self._control is not None and self._control_sent_at is not None:
                 self._end(self._control.cause, None, f"provider closed after {self._control.kind}")
