@@ -8,8 +8,12 @@ Each call is the PROVIDER role of the project's codec driven directly over trio-
 (not the full :class:`~callengine.testing.provider.SimulatedProvider`, which keeps a
 timeline and a recording per call and costs too much CPU per frame for a load test). A call
 connects at its slot in the ramp, sends the start message, then streams 20 ms frames of
-caller audio at real time on absolute deadlines (``trio.sleep_until(t0 + k * frame)``),
-until the run's end; then it waits briefly for the last echoes and hangs up (stop).
+caller audio at real time on absolute deadlines until the run's end; then it waits briefly
+for the last echoes and hangs up (stop). The deadlines come from one ticker task
+(``trio.sleep_until(t0 + j * tick)``, ticks of 2 ms) that wakes the calls due at each tick:
+a timer and a cancel scope per call and frame would make the generator, not the server,
+the bottleneck. A call's frames fall on the ticks of its phase, the first tick after its
+start message.
 
 What it measures assumes an echo agent on the other side (``callengine.agents.echo``), run
 with the agent rate equal to the wire rate (``--agent-rate 8000`` on Awaaz, the default
@@ -49,6 +53,7 @@ only, and every wait has a deadline; the run ends by itself after about ``second
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import json
 import math
@@ -95,6 +100,10 @@ class LoadConfig:
     ``drain``: after the run, wait at most this long for the last echoes.
     ``jitter_buffer_ms``: the modelled provider playout buffer (see the module docs).
     ``frame_ms``: caller audio frame. ``tone_dbfs``: level of the caller's 440 Hz tone.
+    ``quiet_gc``: during the run, freeze the objects that exist at its start and raise the
+    cyclic collector's thresholds (restored afterwards): with default settings a busy
+    generator spends several per cent of its CPU in the collector and its full collections
+    stall every call for tens of milliseconds, which would be charged to the server.
     """
 
     url: str
@@ -110,6 +119,7 @@ class LoadConfig:
     tone_dbfs: float = -20.0
     connect_timeout: float = 10.0
     close_timeout: float = 3.0
+    quiet_gc: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.provider not in ("awaaz", "knowlarity"):
@@ -164,15 +174,25 @@ def check_loopback_url(url: str) -> tuple[str, int, str]:
 # --- results ------------------------------------------------------------------------------
 
 
+_HIST_BASE_MS = 0.01
+_HIST_STEP = 1.02  # 2 % wide bins: enough to merge percentiles of several generators
+
+
+def _hist_bin(ms: float) -> int:
+    return 0 if ms <= _HIST_BASE_MS else 1 + int(math.log(ms / _HIST_BASE_MS) / math.log(_HIST_STEP))
+
+
 @attrs.frozen
 class Stats:
-    """Percentiles of a sample, in milliseconds."""
+    """Percentiles of a sample, in milliseconds, and a sparse log histogram of it (bins 2 %
+    wide) so that the results of several generator processes can be merged."""
 
     count: int
     p50: float
     p99: float
     max: float
     mean: float
+    hist: dict = attrs.field(factory=dict, repr=False, eq=False)
 
     @classmethod
     def of(cls, values_s) -> "Stats":
@@ -180,7 +200,37 @@ class Stats:
         if a.size == 0:
             return cls(0, math.nan, math.nan, math.nan, math.nan)
         p50, p99 = np.percentile(a, [50, 99])
-        return cls(int(a.size), round(float(p50), 3), round(float(p99), 3), round(float(a.max()), 3), round(float(a.mean()), 3))
+        bins = np.where(a <= _HIST_BASE_MS, 0, 1 + np.floor(np.log(np.maximum(a, _HIST_BASE_MS) / _HIST_BASE_MS) / math.log(_HIST_STEP)))
+        keys, counts = np.unique(bins.astype(np.int64), return_counts=True)
+        hist = {int(k): int(c) for k, c in zip(keys, counts)}
+        return cls(int(a.size), round(float(p50), 3), round(float(p99), 3), round(float(a.max()), 3), round(float(a.mean()), 3), hist)
+
+    @classmethod
+    def merge(cls, parts) -> "Stats":
+        """Combine Stats (or their dicts from ``as_dict``): exact count, max and mean;
+        p50 and p99 from the merged histogram (within 2 %)."""
+        parts = [p if isinstance(p, dict) else attrs.asdict(p) for p in parts]
+        parts = [p for p in parts if p["count"]]
+        if not parts:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        hist: dict[int, int] = {}
+        for p in parts:
+            for k, c in p["hist"].items():
+                hist[int(k)] = hist.get(int(k), 0) + int(c)
+        count = sum(p["count"] for p in parts)
+        top = max(p["max"] for p in parts)
+
+        def pct(q: float) -> float:
+            need, seen = q * count, 0
+            for k in sorted(hist):
+                seen += hist[k]
+                if seen >= need:
+                    mid = _HIST_BASE_MS if k == 0 else _HIST_BASE_MS * _HIST_STEP ** (k - 0.5)
+                    return round(min(mid, top), 3)
+            return top
+
+        mean = sum(p["mean"] * p["count"] for p in parts) / count
+        return cls(count, pct(0.5), pct(0.99), top, round(mean, 3), hist)
 
 
 @attrs.frozen
@@ -317,6 +367,13 @@ class LoadGenerator:
         self._tone = (amp * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
         self.calls = [_Call(i) for i in range(config.calls)]
         self.handshake_errors: dict[str, int] = {}
+        # One ticker task releases the senders, instead of a timer per call and frame: a
+        # frame is split into ``phases`` ticks of ~2 ms; each call sends on one phase.
+        self.phases = max(1, round(self.frame_s / 0.002))
+        self.tick_s = self.frame_s / self.phases
+        self._tick = -1
+        self._lots = [trio.lowlevel.ParkingLot() for _ in range(self.phases)]
+        self._t0 = 0.0
 
     def frame(self, seq: int) -> bytes:
         return _MAGIC + struct.pack("<hh", seq, seq ^ _CHECK) + self._tone[_MARKER_BYTES:]
@@ -328,8 +385,10 @@ class LoadGenerator:
         t0 = trio.current_time() + 0.05
         self._unix_offset = time.time() - trio.current_time()
         stop_at = t0 + cfg.seconds
+        self._t0 = t0
         with trio.move_on_at(stop_at + cfg.drain + cfg.close_timeout + cfg.connect_timeout + 2.0):
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ticker, t0, stop_at)
                 for call in self.calls:
                     start_at = t0 + (cfg.ramp * call.index / cfg.calls if cfg.calls > 1 else 0.0)
                     nursery.start_soon(self._run_call, call, start_at, t0, stop_at)
@@ -413,6 +472,20 @@ class LoadGenerator:
         call.error = why
         self.handshake_errors[why] = self.handshake_errors.get(why, 0) + 1
 
+    async def _ticker(self, t0: float, stop_at: float) -> None:
+        """Tick every ``tick_s`` on absolute deadlines; wake the senders of that phase."""
+        j = 0
+        try:
+            while t0 + j * self.tick_s < stop_at + self.tick_s:
+                await trio.sleep_until(t0 + j * self.tick_s)
+                self._tick = j
+                self._lots[j % self.phases].unpark_all()
+                j += 1
+        finally:
+            self._tick = 1 << 62  # nobody waits for a tick that will not come
+            for lot in self._lots:
+                lot.unpark_all()
+
     async def _sender(self, call: _Call, start_at: float, stop_at: float) -> None:
         ws, codec, rate = call.ws, call.codec, self.rate
         from ..testing.provider import default_start
@@ -420,14 +493,17 @@ class LoadGenerator:
         start: CallStarted = default_start(self.config.provider, call_id=f"load-{call.index}", sample_rate=rate)
         for msg in codec.send(start):
             await ws.send_message(msg)
-        t_first = trio.current_time()
+        t0, tick_s, phases = self._t0, self.tick_s, self.phases
+        first_tick = math.ceil((trio.current_time() - t0) / tick_s - 1e-9)
+        lot = self._lots[first_tick % phases]
         seq = 0
-        frame_s = self.frame_s
         while True:
-            due = t_first + seq * frame_s
+            tick = first_tick + seq * phases
+            due = t0 + tick * tick_s
             if due >= stop_at or seq > 32767:
                 break
-            await trio.sleep_until(due)
+            while self._tick < tick:  # the frame's absolute deadline, from the ticker
+                await lot.park()
             if call.cut:
                 break
             msgs = codec.send(CallerAudio(self.frame(seq), rate))
@@ -611,7 +687,17 @@ async def run_load(config: LoadConfig | None = None, **options) -> LoadResult:
     if config is None:
         config = LoadConfig(**options)
     _raise_fd_limit(2 * config.calls + 64)
-    return await LoadGenerator(config).run()
+    if not config.quiet_gc:
+        return await LoadGenerator(config).run()
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        return await LoadGenerator(config).run()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _raise_fd_limit(want: int) -> None:

@@ -1,0 +1,564 @@
+#!/usr/bin/env python
+"""How many concurrent calls one engine process carries, next to a bare trio-websocket echo.
+
+Sweeps N concurrent Awaaz echo calls against two servers, each in its own process, in the
+same run, alternating at every step:
+
+* engine: ``callengine serve callengine.agents.echo --agent-rate 8000 --no-barge-in``
+  (agent rate = wire rate, so the echo path has no resampler and the round trip is the
+  engine's own work: WebSocket, codec, queues, the four call tasks, pacing, ledger, VAD);
+* bare: ``scripts/bare_echo_server.py`` (parse, base64-decode, WAV-wrap, re-encode, send
+  back; nothing else).
+
+Each step starts a fresh server process, runs ``callengine load`` (``--generators``
+processes, 2 by default, the N calls split between them; their percentiles are merged from
+2 %-wide histograms) for ``--step-seconds`` (calls ramp up over ``--ramp`` seconds; statistics cover the
+steady state after the ramp), samples the server's CPU (utime+stime from /proc/PID/stat) and
+RSS (VmRSS from /proc/PID/status) every 0.2 s, and stops the server.
+
+A step passes when every call connected and stayed up, the round trip p99 is under
+``--p99-ms`` (20 ms), no frame was dropped and the modelled caller heard no underrun (see
+callengine/testing/load.py for the playout model). Per server, N_max is the largest N that
+passed with every smaller step passing too; after the first failure one midpoint is tried.
+
+Definitions printed in the summary:
+
+* CPU = server CPU seconds / wall seconds over the steady window (1.00 = one core busy).
+* calls per core = N_max / CPU at N_max: how many such calls one fully used core would
+  carry at the per-call cost measured at N_max. It normalises away what the server could
+  not use because it shares two cores with the load generator (and with anything else
+  running on the machine).
+* ratio = engine calls per core / bare calls per core (the target is >= 0.6). Because the
+  bare server's N_max on two shared cores is often set by the load generators rather than
+  by the server, the summary also compares CPU per call at each N both servers carried
+  (bare ms / engine ms = the same ratio, measured at equal load).
+* RSS per call = (peak RSS during the step - RSS of the idle server before it) / N.
+
+    python scripts/bench_capacity.py            # full sweep, under 10 minutes on 2 cores
+    python scripts/bench_capacity.py --quick    # a short sanity run (~1 minute)
+    python scripts/bench_capacity.py --profile 100   # also profile the engine at 100 calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+FULL_STEPS = (10, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 700)
+QUICK_STEPS = (10, 50, 100)
+
+
+# --- /proc --------------------------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # minus idle and iowait
+
+
+def others_cpu(seconds: float = 1.0) -> float:
+    """CPU (in cores) used by processes other than this one over ``seconds``."""
+    b0, c0 = machine_busy_s(), proc_cpu_s(os.getpid())
+    time.sleep(seconds)
+    b1, c1 = machine_busy_s(), proc_cpu_s(os.getpid())
+    if None in (b0, b1, c0, c1):
+        return 0.0
+    return max(0.0, (b1 - b0) - (c1 - c0)) / seconds
+
+
+def wait_quiet(max_wait: float, limit: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until other processes use under ``limit`` of a core;
+    return what they used in the last second."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = others_cpu(1.0)
+        if busy < limit or time.monotonic() >= deadline:
+            return busy
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+def server_command(kind: str, port: int, profile: str | None = None) -> list[str]:
+    bare = [str(ROOT / "scripts" / "bare_echo_server.py"), "--port", str(port)]
+    serve = [
+        "serve", "callengine.agents.echo", "--agent-rate", "8000", "--port", str(port), "--no-barge-in",
+        "--log-level", "warning", "--max-calls", "2000", "--drain-grace", "2",
+    ]
+    if profile:
+        # cProfile on a CPU-time clock: time the process spent descheduled (two cores shared
+        # with the load generator) is not charged to whatever function happened to run
+        run = (
+            f"    sys.argv = {bare!r}\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            if kind == "bare"
+            else f"    from callengine.cli import main\n    main({serve!r})\n"
+        )
+        code = (
+            "import cProfile, runpy, sys, time\n"
+            "prof = cProfile.Profile(time.process_time)\n"
+            "prof.enable()\n"
+            "try:\n" + run + "finally:\n"
+            "    prof.disable()\n"
+            f"    prof.dump_stats({profile!r})\n"
+        )
+        return [PY, "-c", code]
+    if kind == "bare":
+        return [PY, *bare]
+    return [PY, "-m", "callengine", *serve]
+
+
+def start_server(kind: str, port: int, profile: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        server_command(kind, port, profile), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} server exited at start: {proc.stderr.read()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    stop_server(proc)
+    raise RuntimeError(f"{kind} server did not listen on {port} within 20 s")
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    err = proc.stderr.read() if proc.stderr else ""
+    return err
+
+
+# --- one step -----------------------------------------------------------------------------
+
+
+def _interp(samples: list[tuple[float, float]], t: float) -> float:
+    """Cumulative value at time t, linearly interpolated between samples."""
+    if t <= samples[0][0]:
+        return samples[0][1]
+    for (t0, v0), (t1, v1) in zip(samples, samples[1:]):
+        if t0 <= t <= t1:
+            return v0 if t1 == t0 else v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return samples[-1][1]
+
+
+def merge_results(results: list[dict]) -> dict:
+    """One result from those of several generator processes (sums; merged percentiles)."""
+    from callengine.testing.load import Stats
+
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in (
+            "seconds", "ramp", "warmup", "jitter_buffer_ms", "wall_s", "window_start_unix", "window_end_unix",
+            "loadgen_cpu_fraction",
+        ):
+            out[key] = sum(r[key] for r in results)
+        elif isinstance(value, dict) and "hist" not in value:
+            merged: dict = {}
+            for r in results:
+                for k, v in r[key].items():
+                    merged[k] = merged.get(k, 0) + v
+            out[key] = merged
+    for key in ("round_trip", "pacing_jitter", "send_late"):
+        import attrs
+
+        out[key] = attrs.asdict(Stats.merge([r[key] for r in results]))
+    out["wall_s"] = max(r["wall_s"] for r in results)
+    out["window_start_unix"] = max(r["window_start_unix"] for r in results)
+    out["window_end_unix"] = min(r["window_end_unix"] for r in results)
+    out["first_error"] = next((r["first_error"] for r in results if r.get("first_error")), None)
+    return out
+
+
+def run_step(kind: str, n: int, args, profile: str | None = None) -> dict:
+    others_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else float("nan")
+    port = free_port()
+    server = start_server(kind, port, profile)
+    k = max(1, min(args.generators, n))
+    try:
+        time.sleep(0.3)
+        idle_rss = proc_rss_kb(server.pid) or 0
+        loads = []
+        for i in range(k):
+            calls = n // k + (1 if i < n % k else 0)
+            cmd = [
+                PY, "-m", "callengine", "load", f"ws://127.0.0.1:{port}/awaaz", "--provider", "awaaz",
+                "--calls", str(calls), "--seconds", str(args.step_seconds), "--ramp", str(min(args.ramp, args.step_seconds / 2)),
+                "--jitter-buffer-ms", str(args.jitter_buffer_ms), "--json",
+            ]
+            loads.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cpu_samples: list[tuple[float, float]] = []
+        gen_samples: list[tuple[float, float]] = []
+        all_samples: list[tuple[float, float]] = []
+        bench_samples: list[tuple[float, float]] = []
+        peak_rss = idle_rss
+        deadline = time.monotonic() + args.step_seconds + 40
+        while any(load.poll() is None for load in loads):
+            now = time.time()
+            c = proc_cpu_s(server.pid)
+            g = [proc_cpu_s(load.pid) for load in loads]
+            r = proc_rss_kb(server.pid)
+            m = machine_busy_s()
+            b = proc_cpu_s(os.getpid())
+            if m is not None and b is not None:
+                all_samples.append((now, m))
+                bench_samples.append((now, b))
+            if c is not None:
+                cpu_samples.append((now, c))
+            if None not in g:
+                gen_samples.append((now, sum(g)))  # type: ignore[arg-type]
+            if r is not None:
+                peak_rss = max(peak_rss, r)
+            if time.monotonic() > deadline:
+                for load in loads:
+                    load.kill()
+                break
+            time.sleep(0.2)
+        results = []
+        for load in loads:
+            out, err = load.communicate(timeout=10)
+            try:
+                results.append(json.loads(out.strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                raise RuntimeError(f"load generator failed (rc {load.returncode}): {err[-2000:]}") from None
+        result = merge_results(results)
+        w0, w1 = result["window_start_unix"], result["window_end_unix"]
+        span = max(w1 - w0, 1e-9)
+        cpu = (_interp(cpu_samples, w1) - _interp(cpu_samples, w0)) / span if cpu_samples else float("nan")
+        gen = (_interp(gen_samples, w1) - _interp(gen_samples, w0)) / span if len(gen_samples) > 1 else float("nan")
+        others = float("nan")
+        if all_samples:
+            machine = (_interp(all_samples, w1) - _interp(all_samples, w0)) / span
+            mine = (_interp(bench_samples, w1) - _interp(bench_samples, w0)) / span
+            others = max(0.0, machine - cpu - gen - mine)
+    finally:
+        server_err = stop_server(server)
+    rtt = result["round_trip"]
+    passed = (
+        result["handshakes_failed"] == 0
+        and result["calls_cut"] == 0
+        and result["protocol_errors"] == 0
+        and result["frames_dropped"] == 0
+        and result["calls_with_long_tail"] == 0
+        and result["underruns"] == 0
+        and rtt["count"] > 0
+        and rtt["p99"] < args.p99_ms
+    )
+    return {
+        "server": kind,
+        "calls": n,
+        "passed": passed,
+        "cpu": cpu,
+        "cpu_ms_per_call_s": 1000 * cpu / n if n else float("nan"),
+        "idle_rss_kb": idle_rss,
+        "peak_rss_kb": peak_rss,
+        "rss_per_call_kb": (peak_rss - idle_rss) / n,
+        "gen_cpu": gen,
+        "generators": k,
+        "others_cpu": others,
+        "others_before": others_before,
+        "loadavg": loadavg(),
+        "server_errors": [line for line in server_err.splitlines() if "ERROR" in line][:3],
+        "load": result,
+    }
+
+
+def fmt_row(s: dict) -> str:
+    r = s["load"]
+    rt, jit, late = r["round_trip"], r["pacing_jitter"], r["send_late"]
+    fails = r["handshakes_failed"] + r["calls_cut"]
+    return (
+        f"{s['calls']:>5}  {'pass' if s['passed'] else 'FAIL':<4}  {rt['p50']:7.2f} {rt['p99']:7.2f} {rt['max']:8.2f}  "
+        f"{jit['p99']:6.2f}  {r['underruns']:>5}  {r['frames_dropped']:>6}  {fails:>4}  "
+        f"{100 * s['cpu']:5.1f}%  {s['cpu_ms_per_call_s']:6.2f}  "
+        f"{s['idle_rss_kb'] / 1024:6.1f} {s['peak_rss_kb'] / 1024:7.1f}  {100 * s['gen_cpu']:5.1f}% {late['p99']:7.2f}  {100 * s['others_cpu']:5.1f}%"
+    )
+
+
+HEADER = (
+    "    N  ok    rtt p50     p99      max  jit99  under  dropped fail  server  ms/cs  "
+    "rss idle   peak  gen CPU  late99  others\n"
+    "                  (ms)                 (ms)                          CPU            (MiB)               (ms)    CPU"
+)
+
+
+# --- profile ------------------------------------------------------------------------------
+
+
+def print_profile(path: str, top: int = 25) -> None:
+    stats = pstats.Stats(path)
+    total = stats.total_tt
+    print(f"\nprofile of the engine ({path}); total {total:.2f} s of CPU time (cProfile inflates small calls)")
+    for key, title in (("tottime", "self time"), ("cumulative", "cumulative time")):
+        print(f"\n  top {top} by {title}:")
+        print(f"  {'self s':>8} {'self %':>6} {'cum s':>8} {'calls':>9}  function")
+        stats.sort_stats(key)
+        for func in stats.fcn_list[: top if key == "tottime" else top + 15]:  # type: ignore[attr-defined]
+            cc, nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
+            filename, line, name = func
+            short = filename.replace(str(ROOT) + "/", "")
+            for marker in ("site-packages/", "lib/python3"):
+                if marker in short:
+                    short = short.split(marker, 1)[1]
+            print(f"  {tt:8.3f} {100 * tt / total:5.1f}% {ct:8.3f} {nc:>9}  {short}:{line}({name})")
+    # time by area: self time grouped by package
+    areas: dict[str, float] = {}
+    for (filename, _, name), (_, _, tt, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "callengine/" in filename:
+            area = "callengine/" + filename.split("callengine/", 1)[1].split("/")[0].replace(".py", "")
+        elif "site-packages/" in filename:
+            area = filename.split("site-packages/", 1)[1].split("/")[0]
+        elif filename == "~":
+            area = "builtins: " + name.split(" of ")[0].strip("<>{}")[:40]
+        else:
+            area = "stdlib: " + Path(filename).stem
+        areas[area] = areas.get(area, 0.0) + tt
+    print("\n  self time by area:")
+    for area, tt in sorted(areas.items(), key=lambda kv: -kv[1])[:22]:
+        print(f"  {tt:8.3f} {100 * tt / total:5.1f}%  {area}")
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a short run: N in 10, 50, 100; 5 s steps")
+    p.add_argument("--steps", help="comma-separated N values (default: %s)" % ",".join(map(str, FULL_STEPS)))
+    p.add_argument("--step-seconds", type=float, help="length of each step (default 9; 5 with --quick)")
+    p.add_argument("--ramp", type=float, default=2.0, help="spread call starts over this long (default 2 s)")
+    p.add_argument("--p99-ms", type=float, default=20.0, help="round-trip p99 limit (default 20 ms)")
+    p.add_argument("--jitter-buffer-ms", type=float, default=40.0, help="modelled provider playout buffer (default 40)")
+    p.add_argument("--generators", type=int, default=2, help="load generator processes per step, the calls split between them (default 2)")
+    p.add_argument("--servers", default="engine,bare", help="which servers to sweep (default engine,bare)")
+    p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")
+    p.add_argument("--budget", type=float, default=540.0, help="stop starting steps after this many seconds (default 540)")
+    p.add_argument("--no-refine", action="store_true", help="skip the midpoint step after the first failure")
+    p.add_argument("--profile", type=int, metavar="N", help="also run the engine under cProfile at N calls and print the profile")
+    p.add_argument("--profile-only", action="store_true", help="skip the sweep (with --profile)")
+    p.add_argument("--profile-out", default="/tmp/callengine-bench.prof")
+    p.add_argument("--json", metavar="PATH", help="also write every step's figures to this JSON file")
+    args = p.parse_args()
+    steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else (QUICK_STEPS if args.quick else FULL_STEPS)
+    if args.step_seconds is None:
+        args.step_seconds = 5.0 if args.quick else 9.0
+    if args.quick:
+        args.no_refine = True
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in servers:
+        if s not in ("engine", "bare"):
+            p.error(f"unknown server {s!r}")
+    if max(steps) > 2000:
+        p.error("the load generator carries at most 2000 calls")
+
+    import trio
+    import trio_websocket
+    import wsproto
+
+    t_start = time.monotonic()
+    print("command: " + " ".join([Path(PY).name, *sys.argv]))
+    print(
+        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}; "
+        f"Python {platform.python_version()}, trio {trio.__version__}, trio-websocket {trio_websocket.__version__}, "
+        f"wsproto {wsproto.__version__}; load average at start {loadavg()}"
+    )
+    print(
+        f"steps: N in {', '.join(map(str, steps))}; {args.step_seconds:g} s each (ramp {min(args.ramp, args.step_seconds / 2):g} s); "
+        f"pass: p99 round trip < {args.p99_ms:g} ms, no drops, no underruns (jitter buffer {args.jitter_buffer_ms:g} ms), "
+        "every call up"
+    )
+    print("engine: " + " ".join(server_command("engine", 0)[1:]).replace("--port 0", "--port P"))
+    print("bare:   " + " ".join(server_command("bare", 0)[1:]).replace("--port 0", "--port P"))
+
+    results: dict[str, list[dict]] = {s: [] for s in servers}
+    failed_at: dict[str, int | None] = {s: None for s in servers}
+    out_of_time = False
+
+    def over_budget() -> bool:
+        return time.monotonic() - t_start > args.budget
+
+    if not args.profile_only:
+        for i, n in enumerate(steps):
+            order = servers if i % 2 == 0 else servers[::-1]
+            for kind in order:
+                if failed_at[kind] is not None:
+                    continue
+                if over_budget():
+                    out_of_time = True
+                    break
+                step = run_step(kind, n, args)
+                results[kind].append(step)
+                print(f"  [{time.monotonic() - t_start:5.0f} s] {kind:<6} {fmt_row(step)}", flush=True)
+                if not step["passed"]:
+                    failed_at[kind] = n
+            if all(failed_at[s] is not None for s in servers) or out_of_time:
+                break
+        # one midpoint between the last pass and the first failure
+        if not args.no_refine:
+            for kind in servers:
+                fail = failed_at[kind]
+                passes = [s["calls"] for s in results[kind] if s["passed"]]
+                last = max(passes) if passes else 0
+                if fail is None or not last or fail - last < max(10, 0.15 * last) or over_budget():
+                    continue
+                mid = int(round((last + fail) / 2 / 5) * 5)
+                step = run_step(kind, mid, args)
+                results[kind].append(step)
+                print(f"  [{time.monotonic() - t_start:5.0f} s] {kind:<6} {fmt_row(step)}  (midpoint)", flush=True)
+
+    summary: dict[str, dict] = {}
+    for kind in servers:
+        rows = sorted(results[kind], key=lambda s: s["calls"])
+        if not rows:
+            continue
+        print(f"\n{kind} server ({'callengine serve echo, agent rate 8000' if kind == 'engine' else 'scripts/bare_echo_server.py'})")
+        print(HEADER)
+        for s in rows:
+            print(fmt_row(s))
+        first_fail = min((s["calls"] for s in rows if not s["passed"]), default=None)
+        ok_rows = [s for s in rows if s["passed"] and (first_fail is None or s["calls"] < first_fail)]
+        if not ok_rows:
+            summary[kind] = {"n_max": 0}
+            continue
+        best = max(ok_rows, key=lambda s: s["calls"])
+        summary[kind] = {
+            "n_max": best["calls"],
+            "capped_by_steps": first_fail is None,
+            "cpu_at_n_max": best["cpu"],
+            "calls_per_core": best["calls"] / best["cpu"] if best["cpu"] > 0 else float("nan"),
+            "cpu_ms_per_call_s": best["cpu_ms_per_call_s"],
+            "rss_per_call_kb": best["rss_per_call_kb"],
+            "gen_cpu_at_n_max": best["gen_cpu"],
+            "first_fail": first_fail,
+        }
+
+    print("\nsummary")
+    for kind, s in summary.items():
+        if not s.get("n_max"):
+            print(f"  {kind:<6} carried no step")
+            continue
+        more = " (the sweep's largest step: the real limit is higher)" if s["capped_by_steps"] else f" (failed at {s['first_fail']})"
+        print(
+            f"  {kind:<6} N_max {s['n_max']}{more}; CPU at N_max {100 * s['cpu_at_n_max']:.0f}% of one core "
+            f"= {s['cpu_ms_per_call_s']:.2f} ms CPU per call-second; calls per core {s['calls_per_core']:.0f}; "
+            f"RSS per call {s['rss_per_call_kb']:.0f} KiB; load generators at {100 * s['gen_cpu_at_n_max']:.0f}% of a core in all"
+        )
+    if "engine" in summary and "bare" in summary and summary["engine"].get("n_max") and summary["bare"].get("n_max"):
+        e, b = summary["engine"], summary["bare"]
+        ratio = e["calls_per_core"] / b["calls_per_core"]
+        print(
+            f"  engine / bare: calls per core {e['calls_per_core']:.0f} / {b['calls_per_core']:.0f} = {ratio:.2f} "
+            f"(target >= 0.6: {'met' if ratio >= 0.6 else 'NOT met'}); N_max {e['n_max']} / {b['n_max']} = {e['n_max'] / b['n_max']:.2f}"
+        )
+        summary["ratio_calls_per_core"] = {"value": ratio}
+        # the same comparison at equal load: CPU per call at every N that both carried
+        both = sorted(
+            {s["calls"] for s in results["engine"] if s["passed"]} & {s["calls"] for s in results["bare"] if s["passed"]}
+        )
+        if both:
+            pairs = []
+            for n in both:
+                ec = min(s["cpu_ms_per_call_s"] for s in results["engine"] if s["calls"] == n and s["passed"])
+                bc = min(s["cpu_ms_per_call_s"] for s in results["bare"] if s["calls"] == n and s["passed"])
+                pairs.append((n, ec, bc))
+            print(
+                "  at equal load (CPU per call-second, engine vs bare; bare/engine = the engine's share of the bare "
+                "server's calls per core): "
+                + "; ".join(f"N={n}: {ec:.2f} vs {bc:.2f} ms = {bc / ec:.2f}" for n, ec, bc in pairs)
+            )
+            summary["ratio_at_equal_load"] = {str(n): bc / ec for n, ec, bc in pairs}
+    gen_busy = [s for rows in results.values() for s in rows if not s["passed"] and s["gen_cpu"] / s["generators"] > 0.85]
+    if gen_busy:
+        print(
+            "  note: the load generators were above 85% of a core each at a failing step "
+            f"({', '.join(str(s['server']) + '@' + str(s['calls']) for s in gen_busy)}); those failures may be partly its own"
+        )
+    print(f"  load average at end {loadavg()}; wall {time.monotonic() - t_start:.0f} s")
+
+    if args.profile:
+        print(f"\nprofiling the engine at {args.profile} calls (cProfile; its overhead makes this step slower than the sweep's)")
+        step = run_step("engine", args.profile, args, profile=args.profile_out)
+        print(HEADER)
+        print(fmt_row(step))
+        if Path(args.profile_out).exists():
+            print_profile(args.profile_out)
+        else:
+            print("  no profile written (the server did not exit cleanly)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({"steps": results, "summary": summary}, indent=1, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
