@@ -23,6 +23,7 @@ they are constructed.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections import deque
 from typing import Iterable, Sequence
@@ -214,6 +215,19 @@ class VoiceActivityDetector(abc.ABC):
 # --- energy -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _band_basis(frame_samples: int, first_bin: int, n_bins: int) -> np.ndarray | None:
+    """Hann-windowed cosine and sine rows of DFT bins ``first_bin .. + n_bins`` (read-only),
+    or None when the matrix would be larger than an FFT is slow (over 64k entries)."""
+    if 2 * n_bins * frame_samples > 65536:
+        return None
+    bins = np.arange(first_bin, first_bin + n_bins)
+    phase = 2.0 * np.pi * np.outer(bins, np.arange(frame_samples)) / frame_samples
+    basis = np.vstack([np.cos(phase), np.sin(phase)]) * np.hanning(frame_samples)
+    basis.setflags(write=False)
+    return basis
+
+
 class EnergyVad(VoiceActivityDetector):
     """Speech = band energy well above an adaptive noise floor and above an absolute level.
 
@@ -283,12 +297,8 @@ class EnergyVad(VoiceActivityDetector):
         # |B x|^2. For telephone frames (160-480 samples) one matrix-vector product is 2-3x
         # faster than rfft + mask + sum, whose cost at this size is numpy's per-call
         # overhead; it agrees with the FFT to about 1e-14 dB. Longer frames keep the FFT.
-        bins = np.flatnonzero(self._band)
-        if 2 * len(bins) * frame_samples <= 65536:
-            phase = 2.0 * np.pi * np.outer(bins, np.arange(frame_samples)) / frame_samples
-            self._basis: np.ndarray | None = np.vstack([np.cos(phase), np.sin(phase)]) * self._window
-        else:
-            self._basis = None
+        # The basis (166 KB at 8 kHz) is shared, read-only, by every detector of that shape.
+        self._basis: np.ndarray | None = _band_basis(frame_samples, int(np.argmax(self._band)), int(self._band.sum()))
         # Parseval for the one-sided spectrum of a windowed frame: mean power of the input.
         self._scale = 2.0 / (frame_samples * float(np.sum(self._window**2)) * 32768.0**2)
         self.margin_db = float(margin_db)

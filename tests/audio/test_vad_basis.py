@@ -54,3 +54,10 @@ def test_same_verdicts_on_recorded_speech(rate):
     assert [f.is_speech for f in a] == [f.is_speech for f in b]
     assert any(f.is_speech for f in a) and not all(f.is_speech for f in a)
     np.testing.assert_allclose([f.score for f in a], [f.score for f in b], atol=1e-9)
+
+
+def test_the_basis_is_shared_and_read_only():
+    # one per detector would cost 166 KB per call at 8 kHz
+    a, b = EnergyVad(8000), EnergyVad(8000)
+    assert a._basis is b._basis
+    assert not a._basis.flags.writeable
