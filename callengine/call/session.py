@@ -521,23 +521,28 @@ class CallSession:
                     self._end("idle_timeout", CloseCode.GOING_AWAY, "idle timeout")
                     return
         except TransportClosed as exc:
-            if self._control is not None and self._control_sent_at is not None:
-                self._end(self._control.cause, None, f"provider closed after {self._control.kind}")
-            elif exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
-                # a clean close is how a provider without a stop message hangs up
-                self._end("provider_stop", None, f"provider closed (code {exc.code})")
-            elif exc.code == CloseCode.MESSAGE_TOO_BIG:
-                # the transport refused an inbound message over its size limit and closed
-                if self.end_cause is None:
-                    log.warning("call %s: closed with 1009: %s", self._label(), exc.reason or "message too big")
-                self._end("message_too_big", CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
-            else:
-                if self.end_cause is None:
-                    log.warning("call %s: connection lost (close code %s)", self._label(), exc.code)
-                self._end("disconnected", None, f"provider closed (code {exc.code})")
+            self._on_transport_closed(exc, "provider closed")
         except RemoteProtocolError as exc:
             log.warning("call %s: protocol error: %s", self._label(), exc)
             self._end("protocol_error", exc.close_code, str(exc)[:120])
+
+    def _on_transport_closed(self, exc: TransportClosed, what: str) -> None:
+        """Why the call ended when the connection closed under the reader or the writer:
+        both see the same close, and whichever notices first must reach the same cause."""
+        if self._control is not None and self._control_sent_at is not None:
+            self._end(self._control.cause, None, f"provider closed after {self._control.kind}")
+        elif exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
+            # a clean close is how a provider without a stop message hangs up
+            self._end("provider_stop", None, f"{what} (code {exc.code})")
+        elif exc.code == CloseCode.MESSAGE_TOO_BIG:
+            # the transport refused an inbound message over its size limit and closed
+            if self.end_cause is None:
+                log.warning("call %s: closed with 1009: %s", self._label(), exc.reason or "message too big")
+            self._end("message_too_big", CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
+        else:
+            if self.end_cause is None:
+                log.warning("call %s: connection lost (%s, close code %s)", self._label(), what, exc.code)
+            self._end("disconnected", None, f"{what} (code {exc.code})")
 
     def _route_all(self, events) -> None:
         for ev in events:
@@ -612,12 +617,7 @@ class CallSession:
         try:
             await self._writer_loop()
         except TransportClosed as exc:
-            if self._control is not None and self._control_sent_at is not None:
-                self._end(self._control.cause, None, f"provider closed after {self._control.kind}")
-            else:
-                if self.end_cause is None:
-                    log.warning("call %s: send failed, connection lost (close code %s)", self._label(), exc.code)
-                self._end("disconnected", None, f"send failed: closed (code {exc.code})")
+            self._on_transport_closed(exc, "send failed, closed")
         except _SendTimeout:
             timeout = self.config.send_timeout_s
             log.warning("call %s: the provider has not taken a message for %.1f s (it stopped reading); ending", self._label(), timeout)

@@ -14,7 +14,7 @@ from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
 from callengine.call.ledger import MarkState
 from callengine.call.session import CallSession
-from callengine.call.transport import memory_transport_pair
+from callengine.call.transport import TransportClosed, memory_transport_pair
 from callengine.errors import UnsupportedCommand
 from callengine.events import Hangup, PlayAudio, Transfer
 from callengine.protocols.base import Role
@@ -353,3 +353,45 @@ async def test_many_calls_one_ended_by_each_cause_others_unaffected(autojump_clo
         assert sim.provider.heard_seconds() == pytest.approx(3.0)
         assert sim.provider.gaps() == []
     assert call_tasks_alive() == []
+
+
+async def test_regression_writer_noticing_a_clean_close_first_is_provider_stop(autojump_clock):
+    """A clean close (1000) seen first by the writer's send used to end the call as
+    'disconnected'; the reader called the same close 'provider_stop'."""
+
+    class CloseOnSend:
+        def __init__(self, inner):
+            self.inner = inner
+            self.armed = False
+
+        async def get_message(self):
+            return await self.inner.get_message()
+
+        async def send_message(self, message):
+            if self.armed:
+                raise TransportClosed(1000, "caller hung up")
+            await self.inner.send_message(message)
+
+        async def aclose(self, code=1000, reason=None):
+            await self.inner.aclose(code, reason)
+
+    async def agent(call):
+        while True:
+            await call.play(tone(440, 0.2, 16000))
+            await trio.sleep(0.1)
+
+    engine_end, provider_end = memory_transport_pair()
+    wrapped = CloseOnSend(engine_end)
+    session = CallSession(wrapped, agent, create_codec("knowlarity", Role.ENGINE))
+    provider = SimulatedProvider(provider_end, "knowlarity")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(provider.run)
+
+        async def arm():
+            await trio.sleep(1.0)
+            wrapped.armed = True
+
+        nursery.start_soon(arm)
+        report = await session.run()
+        nursery.cancel_scope.cancel()
+    assert report.end_cause == "provider_stop"
