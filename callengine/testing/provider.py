@@ -134,9 +134,7 @@ class SimulatedProvider:
         # microphone
         self._mic: deque[np.ndarray] = deque()
         self._mic_pos = 0
-        self.mic_log: list[tuple[float, str]] = []  # (call time, what started playing into the mic)
         self.frames_sent = 0
-        self.frames_sent_times: list[float] = []
         # playout
         self.heard: list[HeardSegment] = []
         self.play_end = -math.inf
