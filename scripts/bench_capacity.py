@@ -12,9 +12,19 @@ same run, alternating at every step:
 
 Each step starts a fresh server process, runs ``callengine load`` (``--generators``
 processes, 2 by default, the N calls split between them; their percentiles are merged from
-2 %-wide histograms) for ``--step-seconds`` (calls ramp up over ``--ramp`` seconds; statistics cover the
-steady state after the ramp), samples the server's CPU (utime+stime from /proc/PID/stat) and
-RSS (VmRSS from /proc/PID/status) every 0.2 s, and stops the server.
+2 %-wide histograms) for ``--step-seconds`` (calls ramp up over ``--ramp`` seconds;
+statistics cover the steady state after the ramp), samples the server's CPU (utime+stime
+from /proc/PID/stat) and RSS (VmRSS from /proc/PID/status) every 0.2 s, and stops the
+server. Both servers run with the same garbage-collector settings
+(callengine.cli.tune_gc_for_serving). The CPU the load generators and any other process
+on the machine used over the same window is printed beside it ("gen CPU", "others CPU"):
+the generators cost about as much per call as the bare server, so on two cores the bare
+server's N_max is usually where the generators saturate, not where it does.
+
+Columns: rtt = round trip (provider send -> echoed audio back), jit99 = p99 of the outbound
+pacing jitter, under = modelled underruns, fail = handshake failures + calls cut short,
+server CPU = fraction of one core, ms/cs = server CPU milliseconds per call-second (one
+call-second = 50 frames echoed), late99 = p99 of the generators' own lateness.
 
 A step passes when every call connected and stayed up, the round trip p99 is under
 ``--p99-ms`` (20 ms), no frame was dropped and the modelled caller heard no underrun (see
