@@ -65,7 +65,7 @@ async def test_load_counts_refused_handshakes(nursery):
     server = CallServer(echo_agent, ServerConfig(port=0, loop_watchdog_s=None, max_calls=1, call=CallConfig(agent_rate=8000)))
     await nursery.start(server.serve)
     with trio.fail_after(15):
-        result = await run_load(url=f"ws://127.0.0.1:{server.port}/awaaz", calls=3, seconds=0.5, drain=0.2)
+        result = await run_load(url=f"ws://127.0.0.1:{server.port}/awaaz", calls=3, seconds=1.0, drain=0.2)
     assert result.handshakes_ok == 1
     assert result.handshakes_failed == 2
     assert result.handshake_errors == {"HTTP 503": 2}
