@@ -201,10 +201,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"callengine: error: {exc}", file=sys.stderr)
         return 2
     tune_gc_for_serving()
+    failure: BaseException | None = None
     try:
         trio.run(run_server, agent, config)
-    except OSError as exc:
-        print(f"callengine: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+    except* OSError as group:  # trio's nurseries wrap it in an exception group
+        failure = group.exceptions[0]
+        while isinstance(failure, BaseExceptionGroup):
+            failure = failure.exceptions[0]
+    if failure is not None:
+        reason = getattr(failure, "strerror", None) or failure
+        print(f"callengine: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     return 0
 

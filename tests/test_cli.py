@@ -108,3 +108,16 @@ async def test_dial_prints_a_timeline_and_records(tmp_path, nursery):
     summary = json.loads(text.split("--- summary: ", 1)[1].splitlines()[0])
     assert summary["hangups"] == ["hangup"] and summary["heard_seconds"] == pytest.approx(0.5, abs=0.05)
     assert out.stat().st_size > 44 + 2 * 16000 * 0.45
+
+
+def test_port_in_use_is_a_one_line_error():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = subprocess.run(PY + ["serve", "echo", "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], result.stderr

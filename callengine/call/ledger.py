@@ -73,6 +73,18 @@ class Playback:
         return bool(self._unsent)
 
     @property
+    def has_partial(self) -> bool:
+        """Less than a chunk of audio is waiting for more (an open streaming playback)."""
+        return len(self._partial) >= 2
+
+    def flush_partial(self) -> None:
+        """Make the waiting partial chunk sendable now, as a short chunk."""
+        n = len(self._partial) & ~1
+        if n:
+            self._unsent.append(bytes(self._partial[:n]))
+            del self._partial[:n]
+
+    @property
     def exhausted(self) -> bool:
         """Nothing left to send and nothing more coming."""
         return not self._unsent and not self.open

@@ -662,6 +662,15 @@ class CallSession:
                         await self._send(PlayAudio(chunk, head.rate))
                         continue
                     wake_at = min(wake_at, ledger.send_time(seconds))
+                elif head.has_partial:
+                    # A streaming playback paused with less than a chunk buffered: rather
+                    # than hold it back until more audio comes, send it as a short chunk
+                    # just before the provider would run dry.
+                    flush_at = ledger.play_end - 0.25 * self.chunk_s
+                    if now >= flush_at - _EPS:
+                        head.flush_partial()
+                        continue
+                    wake_at = min(wake_at, flush_at)
             elif isinstance(head, MarkHandle):
                 self.outbox.popleft()
                 head.due = max(now, ledger.play_end)

@@ -220,3 +220,23 @@ async def test_resampling_round_trip_keeps_frequency_and_level(autojump_clock):
     assert freq == pytest.approx(1000, abs=8000 / len(x) * 1.5)
     level = 20 * np.log10(np.sqrt(np.mean((x / 32768) ** 2)))
     assert level == pytest.approx(-12.0, abs=0.5)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_regression_streaming_pause_does_not_hold_back_a_partial_chunk(autojump_clock, provider):
+    """A streaming playback that pauses with less than a chunk buffered used to keep that
+    tail until more audio came (on Knowlarity up to a 200 ms clip, for as long as TTS paused)."""
+
+    async def agent(call):
+        async with call.open_playback(sample_rate=16000) as pb:
+            await pb.write(tone(440, 0.31, 16000))  # not a whole number of chunks
+            await trio.sleep(3.0)  # TTS pauses
+            await pb.write(tone(440, 0.2, 16000))
+
+    async with open_simulated_call(agent, provider) as sim:
+        pass
+    first_part = [seg for seg in sim.provider.heard if seg.start < 2.0]
+    # all 310 ms were heard before the pause ended, without waiting for the next write
+    # (less the streaming resampler's 3.4 ms filter delay where it resamples 16k -> 8k)
+    assert sum(seg.duration for seg in first_part) == pytest.approx(0.31, abs=4e-3)
+    assert sim.provider.heard_seconds() == pytest.approx(0.51, abs=2e-3)
