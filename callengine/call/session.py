@@ -663,10 +663,12 @@ class CallSession:
                         continue
                     wake_at = min(wake_at, ledger.send_time(seconds))
                 elif head.has_partial:
-                    # A streaming playback paused with less than a chunk buffered: rather
-                    # than hold it back until more audio comes, send it as a short chunk
-                    # just before the provider would run dry.
-                    flush_at = ledger.play_end - 0.25 * self.chunk_s
+                    # A streaming playback paused (nothing fed for a whole chunk) with less
+                    # than a chunk buffered: rather than hold it back until more audio
+                    # comes, send it as a short chunk once the provider is about to run dry.
+                    # A producer that keeps feeding still gets whole chunks (Knowlarity
+                    # plays each 200 ms clip as a file; 20 ms clips would be wasteful).
+                    flush_at = max(ledger.play_end - 0.25 * self.chunk_s, head.ready_at + self.chunk_s)  # type: ignore[attr-defined]
                     if now >= flush_at - _EPS:
                         head.flush_partial()
                         continue
