@@ -13,10 +13,11 @@ Close-code policy used by every codec (RFC 6455 section 7.4.1):
 from __future__ import annotations
 
 import base64
+import enum
 import binascii
 import json
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
 
@@ -142,3 +143,47 @@ def first_text(mappings: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> tu
             if text:
                 return text, mapping, key
     return "", None, ""
+
+
+class CallState(enum.Enum):
+    """Where a codec is in its call: the same three states for every provider."""
+
+    IDLE = "idle"  # socket open, the call's start not seen yet
+    STARTED = "started"  # start received (ENGINE) / sent (PROVIDER)
+    STOPPED = "stopped"  # stop received (ENGINE) / sent (PROVIDER)
+
+
+class CallStateMachine:
+    """A codec's state machine, driven by one table: (state, message kind) -> next state.
+
+    A missing pair is a protocol violation: RemoteProtocolError when the peer sent it,
+    LocalProtocolError when we tried to send it. Subclasses set the table and how their
+    start message is called in errors.
+    """
+
+    name: ClassVar[str]
+    _transitions: ClassVar[Mapping[tuple[CallState, str], CallState]]
+    _start_kind: ClassVar[str]  # the message kind that starts the call
+    _second_start: ClassVar[str]  # e.g. "a second start"
+    _before_start: ClassVar[str]  # e.g. "before start"
+    _state: CallState
+    _start_seen: bool
+
+    def _next_state(self, kind: str, *, local: bool) -> CallState:
+        """Where ``kind`` takes the state machine, without moving it yet."""
+        try:
+            return self._transitions[(self._state, kind)]
+        except KeyError:
+            pass
+        if kind == self._start_kind:
+            problem = self._second_start if self._start_seen else f"{self._start_kind} after stop"
+        else:
+            problem = f"{kind} {self._before_start}"
+        if local:
+            raise LocalProtocolError(f"{self.name}: cannot send {problem} (state {self._state.value})")
+        raise RemoteProtocolError(f"{self.name}: peer sent {problem} (state {self._state.value})", CloseCode.PROTOCOL_ERROR)
+
+    def _commit(self, state: CallState) -> None:
+        if state is CallState.STARTED:
+            self._start_seen = True
+        self._state = state

@@ -39,7 +39,6 @@ documented rule, so a live test can change it cheaply):
 
 from __future__ import annotations
 
-import enum
 import uuid
 from typing import Any, Mapping, Sequence
 
@@ -64,6 +63,8 @@ from ..events import (
     UnknownMessage,
 )
 from ._common import (
+    CallState,
+    CallStateMachine,
     as_text,
     b64decode,
     b64encode,
@@ -81,10 +82,7 @@ __all__ = ["AwaazCodec"]
 _RATE = 8000
 
 
-class _State(enum.Enum):
-    IDLE = "idle"  # socket open, no start yet
-    STARTED = "started"  # start received (ENGINE) / sent (PROVIDER)
-    STOPPED = "stopped"  # stop received (ENGINE) / sent (PROVIDER)
+_State = CallState
 
 
 # Message kinds, named after what is on the wire, the same in both roles.
@@ -125,7 +123,7 @@ _CALLED_KEYS = ("to", "To", "called", "called_number", "to_number")
 _DIRECTION_KEYS = ("direction", "call_type", "Direction")
 
 
-class AwaazCodec(Codec):
+class AwaazCodec(CallStateMachine, Codec):
     """Sans-IO codec for Awaaz AI's JSON-event media stream.
 
     ``chunk_ms``: ENGINE only: duration of one outbound ``media`` message (the agent's
@@ -141,6 +139,10 @@ class AwaazCodec(Codec):
     """
 
     name = "awaaz"
+    _transitions = _TRANSITIONS
+    _start_kind = _START
+    _second_start = "a second start"
+    _before_start = "before start"
     capabilities = Capabilities(
         clear=True,
         mark_echo=True,
@@ -205,25 +207,6 @@ class AwaazCodec(Codec):
     @property
     def inbound_rate(self) -> int:
         return self._inbound_rate
-
-    def _next_state(self, kind: str, *, local: bool) -> _State:
-        """Where ``kind`` takes the state machine, without moving it yet."""
-        try:
-            return _TRANSITIONS[(self._state, kind)]
-        except KeyError:
-            pass
-        if kind == _START:
-            problem = "a second start" if self._start_seen else "start after stop"
-        else:
-            problem = f"{kind} before start"
-        if local:
-            raise LocalProtocolError(f"awaaz: cannot send {problem} (state {self._state.value})")
-        raise RemoteProtocolError(f"awaaz: peer sent {problem} (state {self._state.value})", CloseCode.PROTOCOL_ERROR)
-
-    def _commit(self, state: _State) -> None:
-        if state is _State.STARTED:
-            self._start_seen = True
-        self._state = state
 
     # --- receive --------------------------------------------------------------------
 

@@ -57,7 +57,6 @@ Decisions where the documentation is unsure:
 from __future__ import annotations
 
 import ast
-import enum
 import json
 import urllib.parse
 import warnings
@@ -84,6 +83,8 @@ from ..events import (
     UnknownMessage,
 )
 from ._common import (
+    CallState,
+    CallStateMachine,
     as_text,
     b64decode,
     b64encode,
@@ -336,10 +337,7 @@ def _parse_text_content(text: str) -> dict[str, str]:
 # --- the state machine ----------------------------------------------------------------
 
 
-class _State(enum.Enum):
-    IDLE = "idle"  # socket open, no metadata yet
-    STARTED = "started"  # metadata received (ENGINE) / sent (PROVIDER)
-    STOPPED = "stopped"  # stop-like text received (ENGINE) / CallStopped sent (PROVIDER)
+_State = CallState
 
 
 # Message kinds, named after what is on the wire, the same in both roles.
@@ -367,7 +365,7 @@ def _play_message(audio_b64: str, text_content: str | None = None) -> str:
     return dumps({"type": "playAudio", "data": data})
 
 
-class KnowlarityCodec(Codec):
+class KnowlarityCodec(CallStateMachine, Codec):
     """Sans-IO codec for Knowlarity's mod_audio_fork-style stream.
 
     ``clip_ms``, ``max_clip_ms`` and ``kill_audio`` shape what the ENGINE sends.
@@ -381,6 +379,10 @@ class KnowlarityCodec(Codec):
     """
 
     name = "knowlarity"
+    _transitions = _TRANSITIONS
+    _start_kind = _METADATA
+    _second_start = "a second metadata frame"
+    _before_start = "before the metadata"
     capabilities = Capabilities(
         clear=True,
         mark_echo=False,
@@ -453,25 +455,6 @@ class KnowlarityCodec(Codec):
     @property
     def outbound_rate(self) -> int:
         return self._rate
-
-    def _next_state(self, kind: str, *, local: bool) -> _State:
-        """Where ``kind`` takes the state machine, without moving it yet."""
-        try:
-            return _TRANSITIONS[(self._state, kind)]
-        except KeyError:
-            pass
-        if kind == _METADATA:
-            problem = "a second metadata frame" if self._start_seen else "metadata after stop"
-        else:
-            problem = f"{kind} before the metadata"
-        if local:
-            raise LocalProtocolError(f"knowlarity: cannot send {problem} (state {self._state.value})")
-        raise RemoteProtocolError(f"knowlarity: peer sent {problem} (state {self._state.value})", CloseCode.PROTOCOL_ERROR)
-
-    def _commit(self, state: _State) -> None:
-        if state is _State.STARTED:
-            self._start_seen = True
-        self._state = state
 
     # --- receive --------------------------------------------------------------------
 
