@@ -31,7 +31,7 @@ from trio_websocket import wrap_server_stream
 
 from .call.config import CallConfig
 from .call.session import Agent, CallSession
-from .call.transport import TransportClosed, WebSocketTransport
+from .call.transport import TransportClosed, WebSocketTransport, aclose_quietly
 from .errors import CloseCode
 from .protocols.base import Role
 from .protocols.registry import CODECS, create_codec, detect_provider, provider_from_path
@@ -202,11 +202,7 @@ class CallServer:
             self.counters["errors"] += 1
             log.error("connection from %s failed: %r", remote, exc, exc_info=exc)
         finally:
-            with trio.move_on_after(1.0, shield=True):
-                try:
-                    await stream.aclose()
-                except Exception:
-                    pass
+            await aclose_quietly(stream)
 
     async def _handle_connection(self, conn: trio.Nursery, stream: trio.abc.Stream, remote: str) -> None:
         cfg = self.config

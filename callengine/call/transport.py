@@ -19,6 +19,7 @@ __all__ = [
     "MemoryTransport",
     "memory_transport_pair",
     "WebSocketTransport",
+    "aclose_quietly",
 ]
 
 WireMessage = Union[str, bytes]
@@ -178,3 +179,14 @@ class WebSocketTransport:
                 await stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+
+async def aclose_quietly(resource: trio.abc.AsyncResource, timeout: float = 1.0) -> None:
+    """Close ``resource`` in a shielded, bounded scope and swallow any error: the last step
+    of a connection's teardown must not raise, whatever ended the connection (a broken
+    socket, a failed TLS shutdown...)."""
+    with trio.move_on_after(timeout, shield=True):
+        try:
+            await resource.aclose()
+        except Exception:
+            pass

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import trio
 from trio_websocket import HandshakeError, wrap_client_stream
 
-from ..call.transport import WebSocketTransport
+from ..call.transport import WebSocketTransport, aclose_quietly
 from .provider import SimulatedProvider
 
 __all__ = ["open_dialed_call", "DialError"]
@@ -103,8 +103,4 @@ async def open_dialed_call(
         if failed is not None:
             raise DialError(f"handshake with {url} failed: {failed!r}") from failed
     finally:
-        with trio.move_on_after(1, shield=True):
-            try:
-                await stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        await aclose_quietly(stream)

@@ -69,6 +69,7 @@ import attrs
 import numpy as np
 import trio
 
+from ..call.transport import aclose_quietly
 from ..errors import ProtocolError
 from ..events import CallerAudio, CallStarted, CallStopped, Clear, Hangup, Mark, MarkEchoed, PlayAudio, Transfer
 from ..protocols.base import Role
@@ -466,11 +467,7 @@ class LoadGenerator:
             else:
                 self._handshake_failed(call, "connection error")
         finally:
-            with trio.move_on_after(1, shield=True):
-                try:
-                    await stream.aclose()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
+            await aclose_quietly(stream)
 
     def _handshake_failed(self, call: _Call, why: str) -> None:
         call.error = why
