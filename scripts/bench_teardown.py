@@ -35,7 +35,6 @@ import collections
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -50,6 +49,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import callengine_command, cpu_seconds, machine_busy, machine_info, pct, rss_mib, source_info, wait_quiet  # noqa: E402
 from callengine.testing.dial import DialError, open_dialed_call  # noqa: E402
 from callengine.testing.provider import default_start  # noqa: E402
 
@@ -80,70 +80,8 @@ AFTER_S = (0.05, 0.6)
 # --- machine and the engine process ------------------------------------------------------------
 
 
-def machine_info() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = next((f"{int(ln.split()[1]) / 1024 / 1024:.1f} GiB" for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")), "?")
-    import trio_websocket
-
-    try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "callengine"], capture_output=True, text=True).stdout.split("\n")
-        dirty = [ln[3:] for ln in dirty if ln.strip()]
-    except OSError:
-        rev, dirty = "?", []
-    return (
-        f"machine: {cpu}, {os.cpu_count()} cores, {mem}, {platform.system()} {platform.release()}, load average {Path('/proc/loadavg').read_text().split()[:3]}\n"
-        f"python {platform.python_version()}, trio {trio.__version__}, trio-websocket {trio_websocket.__version__}, numpy {np.__version__}\n"
-        f"source: {rev}" + (f" (uncommitted engine files: {', '.join(dirty)})" if dirty else "")
-    )
-
-
-def machine_busy() -> tuple[int, int]:
-    v = list(map(int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]))
-    return sum(v) - v[3] - v[4], sum(v)
-
-
-def wait_quiet(max_s: float, below: float = 0.3, run_s: int = 3) -> str:
-    """Wait (at most ``max_s``) until the machine has been busy < ``below`` cores for
-    ``run_s`` consecutive seconds: other work on a shared machine skews every timing."""
-    t0 = time.monotonic()
-    quiet = 0
-    last = machine_busy()
-    busy = 0.0
-    while time.monotonic() - t0 < max_s:
-        time.sleep(1.0)
-        now = machine_busy()
-        busy = (os.cpu_count() or 1) * (now[0] - last[0]) / max(1, now[1] - last[1])
-        last = now
-        quiet = quiet + 1 if busy < below else 0
-        if quiet >= run_s:
-            return f"machine quiet after {time.monotonic() - t0:.0f} s"
-    return f"machine NOT quiet after {max_s:.0f} s (last second: {busy:.2f} cores busy); measuring anyway"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def callengine_command() -> list[str]:
-    exe = Path(sys.executable).parent / "callengine"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "callengine"]
 
 
 class Engine:
@@ -228,10 +166,6 @@ async def probe(url: str, name: str) -> None:
     async with open_dialed_call(f"{url}/awaaz", "awaaz", start=start) as sim:
         with trio.move_on_after(10):
             await sim.closed.wait()
-
-
-def pct(values, q) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else math.nan
 
 
 async def run(engine: Engine, args) -> dict:
@@ -441,6 +375,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
     print(machine_info())
+    print(source_info())
     if args.wait_quiet:
         print(wait_quiet(args.wait_quiet), flush=True)
     engine = Engine()
