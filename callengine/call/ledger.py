@@ -42,6 +42,8 @@ class Playback:
         self._partial = bytearray()
         self.open = True  # more audio may still be written (streaming playback)
         self.queued_at: float | None = None  # when it entered the writer's queue
+        self.ready_at = 0.0  # when its latest audio reached the engine (for underrun blame)
+        self.resampler = None  # a streaming playback's resampler (StreamResampler), kept across writes
         self.segments: list[tuple[float, float]] = []  # (start at provider, seconds)
         self.sent_seconds = 0.0
         self.total_seconds = 0.0

@@ -212,25 +212,24 @@ class CallSession:
         out_rate = self.codec.outbound_rate
         pb = Playback(out_rate, 2 * max(1, int(round(self.chunk_s * out_rate))))
         if not finish:
-            pb._resampler = StreamResampler(sample_rate, out_rate, low_latency=True)  # type: ignore[attr-defined]
-            pb._feed_at = []  # type: ignore[attr-defined]
+            pb.resampler = StreamResampler(sample_rate, out_rate, low_latency=True)
             self._feed(pb, audio)
         else:
             pb._feed(self._to_wire(audio, sample_rate))
             pb._finish()
         pb.queued_at = trio.current_time()
-        pb.ready_at = pb.queued_at  # type: ignore[attr-defined]
+        pb.ready_at = pb.queued_at
         self.outbox.append(pb)
         self._wake.set()
         return pb
 
     def _feed(self, pb: Playback, audio) -> None:
-        resampler = pb._resampler  # type: ignore[attr-defined]
+        resampler = pb.resampler
         pcm = as_pcm16(audio)
         if not resampler.passthrough:
             pcm = resampler.process(pcm).astype("<i2", copy=False).tobytes()
         pb._feed(pcm)
-        pb.ready_at = trio.current_time()  # type: ignore[attr-defined]
+        pb.ready_at = trio.current_time()
 
     def extend_audio(self, pb: Playback, audio) -> None:
         if pb.done or not pb.open:
@@ -241,7 +240,7 @@ class CallSession:
 
     def finish_audio(self, pb: Playback) -> None:
         if pb.open and not pb.done:
-            tail = pb._resampler.flush().astype("<i2", copy=False).tobytes()  # type: ignore[attr-defined]
+            tail = pb.resampler.flush().astype("<i2", copy=False).tobytes()
             pb._feed(tail)
             pb._finish()
             self._wake.set()
@@ -658,7 +657,7 @@ class CallSession:
                     seconds = len(head.peek_chunk()) / (2 * head.rate)
                     if ledger.may_send(now, seconds):
                         chunk = head.pop_chunk()
-                        ledger.record(head, now, seconds, ready_at=head.ready_at)  # type: ignore[attr-defined]
+                        ledger.record(head, now, seconds, ready_at=head.ready_at)
                         await self._send(PlayAudio(chunk, head.rate))
                         continue
                     wake_at = min(wake_at, ledger.send_time(seconds))
@@ -668,7 +667,7 @@ class CallSession:
                     # comes, send it as a short chunk once the provider is about to run dry.
                     # A producer that keeps feeding still gets whole chunks (Knowlarity
                     # plays each 200 ms clip as a file; 20 ms clips would be wasteful).
-                    flush_at = max(ledger.play_end - 0.25 * self.chunk_s, head.ready_at + self.chunk_s)  # type: ignore[attr-defined]
+                    flush_at = max(ledger.play_end - 0.25 * self.chunk_s, head.ready_at + self.chunk_s)
                     if now >= flush_at - _EPS:
                         head.flush_partial()
                         continue
