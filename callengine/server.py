@@ -1,10 +1,10 @@
 """The WebSocket server: accepts provider connections and runs one call per connection.
 
 ``serve(agent, host=..., port=...)`` runs until cancelled and supports ``nursery.start``
-(the started value is the bound port). Built on ``trio.serve_listeners`` and
-``trio_websocket.wrap_server_stream`` inside our own per-connection nursery and error
-boundary: one connection's failure, whatever it is, ends only that call (unlike
-``trio_websocket.serve_websocket``, where a handler's exception escapes to the server).
+(the started value is the bound port). Built on ``trio.serve_listeners`` and the
+engine's own wsproto connection (``call/websocket.py``: the call's reader task drives the
+socket, no per-connection reader task or queue), inside a per-connection error boundary:
+one connection's failure, whatever it is, ends only that call.
 
 Per connection: a handshake deadline; routing by path (``/awaaz``, ``/knowlarity``, with
 any prefix and trailing parts) or detection of the provider from the first message; an
@@ -27,11 +27,11 @@ from typing import Any
 
 import attrs
 import trio
-from trio_websocket import wrap_server_stream
 
 from .call.config import CallConfig
 from .call.session import Agent, CallSession
-from .call.transport import TransportClosed, WebSocketTransport, aclose_quietly
+from .call.transport import Transport, TransportClosed, aclose_quietly
+from .call.websocket import HandshakeFailed, UpgradeRequest, read_upgrade_request
 from .errors import CloseCode
 from .protocols.base import Role
 from .protocols.registry import CODECS, create_codec, detect_provider, provider_from_path
@@ -54,8 +54,7 @@ class ServerConfig:
     ``max_calls``: concurrent calls; more get HTTP 503. ``max_message_size``: bytes; a
     larger inbound message closes the call with 1009. ``handshake_timeout_s``: TCP accept
     to WebSocket accepted (and, for detection, the first message). ``drain_grace_s``: how
-    long live calls may go on after a drain starts. ``message_queue_size``: trio-websocket's
-    per-connection queue (the reader drains it in a tight loop).
+    long live calls may go on after a drain starts.
     ``loop_watchdog_s``: report when the event loop is blocked this long (an agent that
     never reaches a checkpoint), None to disable.
     """
@@ -71,7 +70,6 @@ class ServerConfig:
     max_message_size: int = 256 * 1024
     handshake_timeout_s: float = 10.0
     drain_grace_s: float = 30.0
-    message_queue_size: int = 64
     loop_watchdog_s: float | None = 1.0
     call: CallConfig = attrs.field(factory=CallConfig)
 
@@ -193,31 +191,21 @@ class CallServer:
         self.counters["connections"] += 1
         remote = _peer_name(stream)
         try:
-            async with trio.open_nursery() as conn:
-                try:
-                    await self._handle_connection(conn, stream, remote)
-                finally:
-                    conn.cancel_scope.cancel()  # the websocket's reader task
+            await self._handle_connection(stream, remote)
         except Exception as exc:  # the error boundary: never past this connection
             self.counters["errors"] += 1
             log.error("connection from %s failed: %r", remote, exc, exc_info=exc)
         finally:
             await aclose_quietly(stream)
 
-    async def _handle_connection(self, conn: trio.Nursery, stream: trio.abc.Stream, remote: str) -> None:
+    async def _handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
         cfg = self.config
         try:
             with trio.fail_after(cfg.handshake_timeout_s):
-                request = await wrap_server_stream(
-                    conn, stream, message_queue_size=cfg.message_queue_size, max_message_size=cfg.max_message_size
-                )
-        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                request = await read_upgrade_request(stream)
+        except (trio.TooSlowError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.counters["handshake_failures"] += 1
-            log.warning("handshake from %s failed: %s", remote, "timed out" if isinstance(exc, trio.TooSlowError) else repr(exc))
-            return
-        except Exception as exc:  # malformed HTTP (wsproto's RemoteProtocolError and friends)
-            self.counters["handshake_failures"] += 1
-            log.warning("handshake from %s failed: %r", remote, exc)
+            log.warning("handshake from %s failed: %s", remote, "timed out" if isinstance(exc, trio.TooSlowError) else exc)
             return
         try:
             provider, path = self._route(request)
@@ -242,17 +230,16 @@ class CallServer:
         try:
             try:
                 with trio.fail_after(cfg.handshake_timeout_s):
-                    ws = await request.accept(subprotocol=subprotocol)
+                    ws = await request.accept(subprotocol=subprotocol, max_message_size=cfg.max_message_size)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.counters["handshake_failures"] += 1
                 log.warning("accepting %s failed: %r", remote, exc)
                 return
-            transport = WebSocketTransport(ws)
-            await self._run_call(transport, provider, path, remote, release)
+            await self._run_call(ws, provider, path, remote, release)
         finally:
             release()
 
-    def _route(self, request) -> tuple[str | None, str]:
+    def _route(self, request: UpgradeRequest) -> tuple[str | None, str]:
         cfg = self.config
         if not self.accepting:
             raise _Rejection(503, "server is draining")
@@ -291,7 +278,7 @@ class CallServer:
             return None, path
         raise _Rejection(404, f"unknown path {path!r}: use /awaaz or /knowlarity")
 
-    async def _reject(self, request, rej: _Rejection, remote: str) -> None:
+    async def _reject(self, request: UpgradeRequest, rej: _Rejection, remote: str) -> None:
         self.counters["rejected"] += 1
         key = str(rej.status)
         self.rejections[key] = self.rejections.get(key, 0) + 1
@@ -303,7 +290,7 @@ class CallServer:
             except Exception:
                 pass
 
-    async def _run_call(self, transport: WebSocketTransport, provider: str | None, path: str, remote: str, release) -> None:
+    async def _run_call(self, transport: Transport, provider: str | None, path: str, remote: str, release) -> None:
         cfg = self.config
         pending = []
         if provider is None:
@@ -399,7 +386,7 @@ def _describe_frame(frame) -> str:
     return " <- ".join(parts) or "unknown"
 
 
-def _header(request, name: str) -> str | None:
+def _header(request: UpgradeRequest, name: str) -> str | None:
     want = name.lower().encode()
     for key, value in request.headers:
         if key.lower() == want:

@@ -26,7 +26,7 @@ odd-length binary frames (Knowlarity) not fatal: carried   -      (none: the odd
 binary frame on Awaaz                 protocol_error       1003   "binary frames are not part of the protocol"
 text after the start (Knowlarity)     not fatal: counted   -      "unknown message 'text' ignored"
 media before start                    protocol_error       1002   "protocol error before start: ... before start"
-message over max_message_size         message_too_big      1009   "closed with 1009: Exceeded maximum message size"
+message over max_message_size         message_too_big      1009   "closed with 1009: message over 8192 bytes"
 flood of tiny messages                see the flood test   -      at most 5 lines per call
 handshake never completes             (no call)            -      "handshake from ... failed: timed out"
 WebSocket open, no start message      start_timeout        1002   "no start message within ..."
@@ -236,7 +236,7 @@ FATAL = {
     "invalid_base64": ("awaaz", [media("@@ not base64 @@")], "protocol_error", 1007, ["protocol error", "not valid base64"]),
     "odd_length_pcm": ("awaaz", [media(base64.b64encode(b"\x01\x02\x03").decode())], "protocol_error", 1007, ["protocol error", "not whole 16-bit samples"]),
     "binary_frame_on_awaaz": ("awaaz", [b"\x00\x01\x02\x03"], "protocol_error", 1003, ["protocol error", "binary frames are not part of the protocol"]),
-    "message_over_the_size_limit": ("knowlarity", [b"\0" * (MAX_MESSAGE + 2)], "message_too_big", 1009, ["closed with 1009", "Exceeded maximum message size"]),
+    "message_over_the_size_limit": ("knowlarity", [b"\0" * (MAX_MESSAGE + 2)], "message_too_big", 1009, ["closed with 1009", f"message over {MAX_MESSAGE} bytes"]),
 }
 
 
