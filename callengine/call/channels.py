@@ -1,7 +1,7 @@
 """A bounded queue whose producer never blocks: when full it drops the oldest droppable item.
 
-The reader task must never wait for the agent (trio-websocket stops answering pings and
-close frames while its own queue is full), so audio for the agent and for barge-in goes
+The reader task must never wait for the agent (a reader that waits stops answering pings
+and close frames), so audio for the agent and for barge-in goes
 through this queue. Control events (DTMF, marks, speech events) are never dropped: only
 items the producer marks as droppable (audio frames) count against the bound.
 """
@@ -52,7 +52,8 @@ class LossyQueue(Generic[T]):
                 self._drop_oldest()
             self._droppable += 1
         self._items.append((item, droppable))
-        self._lot.unpark()
+        if self._lot:  # unpark() walks a generator even when nobody waits
+            self._lot.unpark()
 
     def _drop_oldest(self) -> None:
         for i, (_, droppable) in enumerate(self._items):

@@ -187,6 +187,8 @@ class AwaazCodec(CallStateMachine, Codec):
         self._connected_sent = False
         # Outgoing counters (the connector's ``_seq``, ``_chunk`` and ``_ts_ms``).
         self._sequence = 0
+        self._sid_json = ""
+        self._sid_json_of: str | None = None
         self._chunks = 0
         self._samples = 0
 
@@ -409,13 +411,16 @@ class AwaazCodec(CallStateMachine, Codec):
         return out
 
     def _media_message(self, payload: bytes, timestamp_ms: int) -> str:
-        return dumps(
-            {
-                "event": "media",
-                "sequence_number": self._sequence,
-                "stream_sid": self.stream_sid,
-                "media": {"chunk": self._chunks, "timestamp": str(timestamp_ms), "payload": b64encode(payload)},
-            }
+        # The one message sent 50 times a second per call: formatted from a template rather
+        # than through json.dumps (a third of the codec's send cost), with the same bytes
+        # as ``dumps`` would give. Only stream_sid is free text; it is JSON-escaped once.
+        sid = self.stream_sid
+        if sid is not self._sid_json_of:
+            self._sid_json = dumps(sid)
+            self._sid_json_of = sid
+        return (
+            f'{{"event":"media","sequence_number":{self._sequence:d},"stream_sid":{self._sid_json},'
+            f'"media":{{"chunk":{self._chunks:d},"timestamp":"{timestamp_ms:d}","payload":"{b64encode(payload)}"}}}}'
         )
 
     def _send_as_provider(self, event: Event) -> list[WireMessage]:

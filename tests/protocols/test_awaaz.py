@@ -21,6 +21,7 @@ from callengine.events import (
     UnknownMessage,
 )
 from callengine.protocols import AwaazCodec, Role
+from callengine.protocols._common import b64encode, dumps
 
 CALL = CallStarted(
     call_id="CA-1", stream_id="MZ-1", caller="+919800000001", called="+918000000002", sample_rate=8000,
@@ -544,3 +545,17 @@ def test_capabilities():
     codec = AwaazCodec()
     assert codec.outbound_rate == 8000 and codec.inbound_rate == 8000 and not codec.started
     assert AwaazCodec(role="provider").role is Role.PROVIDER
+
+
+@pytest.mark.parametrize("sid", ["MZ123", 'odd "sid"\\ with \u00e9 and \n', ""])
+def test_media_message_template_matches_json_dumps(sid):
+    # the engine formats media messages from a template; the bytes must be dumps' bytes
+    codec = AwaazCodec(Role.ENGINE)
+    codec.receive(json.dumps({"event": "start", "stream_sid": sid, "start": {"call_sid": "c"}}))
+    pcm = bytes(range(256)) * 2
+    (msg,) = codec.send(PlayAudio(pcm[:320], 8000))
+    (msg2,) = codec.send(PlayAudio(pcm[:160], 8000))
+    assert msg == dumps({"event": "media", "sequence_number": 1, "stream_sid": sid,
+                         "media": {"chunk": 1, "timestamp": "20", "payload": b64encode(build_wav(pcm[:320], 8000))}})
+    assert json.loads(msg2)["media"] == {"chunk": 2, "timestamp": "30", "payload": b64encode(build_wav(pcm[:160], 8000))}
+    assert json.loads(msg2)["sequence_number"] == 2
