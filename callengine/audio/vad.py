@@ -177,7 +177,7 @@ class VoiceActivityDetector(abc.ABC):
             # Same result as below with fewer numpy calls (at this size their overhead
             # costs more than the arithmetic).
             start = self._next_frame_start
-            speech, score = self._classify(np.frombuffer(audio, dtype="<i2").reshape(1, fs))[0]
+            speech, score = self._classify_one(np.frombuffer(audio, dtype="<i2"))
             self._next_frame_start = start + fs
             return [VadFrame(start, start + fs, bool(speech), float(score))]
         if isinstance(audio, np.ndarray):
@@ -215,6 +215,11 @@ class VoiceActivityDetector(abc.ABC):
     @abc.abstractmethod
     def _classify(self, frames: np.ndarray) -> Sequence[tuple[bool, float]]:
         """Verdicts for ``frames``, an int16 array of shape (n, frame_samples), in order."""
+
+    def _classify_one(self, frame: np.ndarray) -> tuple[bool, float]:
+        """The verdict for one frame (int16, frame_samples long); the same as
+        ``_classify(frame.reshape(1, -1))[0]``, which is what it does unless overridden."""
+        return self._classify(frame.reshape(1, -1))[0]
 
     def _reset_model(self) -> None:
         """Drop any state carried between frames (the default keeps none)."""
@@ -340,23 +345,23 @@ class EnergyVad(VoiceActivityDetector):
         Row by row on purpose: batched FFTs may round differently in the last bit, and the
         verdicts must not depend on how the stream was chunked.
         """
-        out = np.empty(len(frames))
+        return np.array([self._energy(row) for row in frames], dtype=np.float64)
+
+    def _energy(self, row: np.ndarray) -> float:
         basis = self._basis
-        for i, row in enumerate(frames):
-            if basis is not None:
-                y = basis @ row.astype(np.float64)
-                power = float(y @ y)
-            else:
-                spec = np.fft.rfft(row * self._window)[self._band]
-                power = float(np.sum(spec.real**2 + spec.imag**2))
-            out[i] = 10.0 * math.log10(power * self._scale + 1e-13)
-        return out
+        if basis is not None:
+            y = basis @ row.astype(np.float64)
+            power = float(y @ y)
+        else:
+            spec = np.fft.rfft(row * self._window)[self._band]
+            power = float(np.sum(spec.real**2 + spec.imag**2))
+        return 10.0 * math.log10(power * self._scale + 1e-13)
 
     def _classify(self, frames: np.ndarray) -> list[tuple[bool, float]]:
-        out = []
-        for e in self.band_energy_dbfs(frames).tolist():
-            out.append(self._step(e))
-        return out
+        return [self._step(self._energy(row)) for row in frames]
+
+    def _classify_one(self, frame: np.ndarray) -> tuple[bool, float]:
+        return self._step(self._energy(frame))
 
     @property
     def margin_now_db(self) -> float:
@@ -374,7 +379,8 @@ class EnergyVad(VoiceActivityDetector):
             else:
                 floor = min(e, floor + self._rise_per_frame)  # slow rise
                 floor = max(floor, min(self._recent))  # never below the window's quietest frame
-            if e < floor + self.margin_now_db:
+            margin_db = self.margin_now_db
+            if e < floor + margin_db:
                 self._run.clear()
                 self._excess += self._excess_alpha * (e - floor - self._excess)
             else:
