@@ -38,6 +38,8 @@ _LAZY = {
     "MemoryTransport": "call.transport",
     "WebSocketTransport": "call.transport",
     "memory_transport_pair": "call.transport",
+    "WebSocketConnection": "call.websocket",
+    "read_upgrade_request": "call.websocket",
     "serve": "server",
     "CallServer": "server",
     "ServerConfig": "server",
@@ -105,6 +107,8 @@ __all__ = [
     "TransportClosed",
     "MemoryTransport",
     "WebSocketTransport",
+    "WebSocketConnection",
+    "read_upgrade_request",
     "memory_transport_pair",
     # errors
     "CallEngineError",

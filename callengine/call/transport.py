@@ -1,9 +1,11 @@
 """The narrow seam between a call session and its connection.
 
 A transport has three coroutines: ``get_message()``, ``send_message(message)`` and
-``aclose(code, reason)``. A trio-websocket connection satisfies it through
-:class:`WebSocketTransport`; :func:`memory_transport_pair` gives two connected in-memory
-ends for tests and for the in-process simulated provider.
+``aclose(code, reason)``. The server's own wsproto connection
+(:class:`callengine.call.websocket.WebSocketConnection`) satisfies it directly; a
+trio-websocket connection (the dialer's client side) through :class:`WebSocketTransport`;
+:func:`memory_transport_pair` gives two connected in-memory ends for tests and for the
+in-process simulated provider.
 """
 
 from __future__ import annotations
