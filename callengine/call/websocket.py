@@ -20,7 +20,8 @@ Semantics, matching what the session expects of any transport:
 * the peer's close frame is answered, and its code and reason are reported;
 * a TCP close without a close frame reports code 1006;
 * a message over ``max_message_size`` (counted across fragments, so a giant frame is never
-  buffered whole) closes the connection with 1009 and reports 1009;
+  buffered whole; in bytes for binary messages, in characters for text ones, which wsproto
+  hands over decoded: at most 4 bytes each) closes the connection with 1009 and reports 1009;
 * a malformed frame closes with the code wsproto assigns (1002, 1007) and reports it;
 * ``aclose(code, reason)`` sends the close frame, waits for the peer's reply, then closes
   TCP; if a send was cancelled part-way (a frame may be half written) it closes TCP only.
@@ -66,9 +67,11 @@ async def read_upgrade_request(stream: trio.abc.Stream) -> "UpgradeRequest":
     """Read the HTTP upgrade request from ``stream``.
 
     A request that is not a valid WebSocket upgrade (wrong method, missing headers, bad
-    HTTP, headers over h11's 16 KiB bound) is answered with the HTTP status wsproto
-    suggests (400 or 426) and raises :class:`HandshakeFailed`, as does a peer that closes
-    first. The caller bounds the time (a slowloris never completes the request).
+    HTTP, an unfinished header block over h11's 16 KiB bound) is answered with the HTTP
+    status wsproto suggests (400 or 426) and raises :class:`HandshakeFailed`, as does a peer
+    that closes first. A complete request is at most one read (64 KiB) plus that bound. The
+    caller bounds the time (a slowloris never completes the request). Bytes a client sends
+    after its request but before our 101 are dropped (RFC 6455 clients wait for the 101).
     """
     handshake = H11Handshake(ConnectionType.SERVER)
     while True:
@@ -101,7 +104,9 @@ class UpgradeRequest:
         self._handshake = handshake
         self.path: str = request.target
         self.host: str = request.host
-        #: the request's headers as (lower-case name, value) bytes pairs, Host excepted
+        #: the request's headers as (lower-case name, value) bytes pairs; Host,
+        #: Sec-WebSocket-Protocol and Sec-WebSocket-Extensions are parsed out by wsproto
+        #: (see ``host`` and ``proposed_subprotocols``)
         self.headers: list[tuple[bytes, bytes]] = [(bytes(k), bytes(v)) for k, v in request.extra_headers]
         self.proposed_subprotocols: tuple[str, ...] = tuple(request.subprotocols)
 
@@ -148,6 +153,7 @@ class WebSocketConnection:
         self._closed: TransportClosed | None = None  # once set, the connection is closed
         self._lost = False  # the TCP connection is gone: nothing more can be sent or read
         self._send_broken = False  # a send was cancelled part-way: the byte stream is unusable
+        self._parse_failed = False  # wsproto could not parse a frame: it parses nothing more
         self._sending = False
         self._send_idle: trio.Event | None = None
         self._aclosed = False
@@ -185,12 +191,13 @@ class WebSocketConnection:
         replies = self._process_events()
         for reply in replies:
             try:
-                await self._send_bytes(reply)
+                await self._send_event(reply, control=True)
             except TransportClosed:
                 return
 
     def _process_events(self) -> list:
-        """Collect messages; return the control frames to send back (pong, close)."""
+        """Collect messages; return the control frames to send back (pong, close), as
+        events: their bytes are made when they are sent (see :meth:`_send_event`)."""
         replies = []
         limit = self.max_message_size
         for event in self._proto.events():
@@ -208,6 +215,7 @@ class WebSocketConnection:
                 self._parts_size += len(event.data)
                 if self._parts_size > limit:
                     self._parts.clear()
+                    self._parts_size = 0
                     replies.extend(self._fail(MESSAGE_TOO_BIG, f"message over {limit} bytes"))
                     continue
                 if event.message_finished:
@@ -216,17 +224,18 @@ class WebSocketConnection:
                     self._parts.clear()
                     self._parts_size = 0
             elif kind is Ping:
-                if self._proto.state is ConnectionState.OPEN:
-                    replies.append(self._proto.send(event.response()))
+                replies.append(event.response())
             elif kind is CloseConnection:
                 state = self._proto.state
                 if state is ConnectionState.REMOTE_CLOSING:
                     # the peer closes: answer, report its code
-                    replies.append(self._proto.send(event.response()))
+                    replies.append(event.response())
                     if self._closed is None:
                         self._closed = TransportClosed(event.code, event.reason)
                 elif state is ConnectionState.OPEN:
-                    # wsproto could not parse a frame (1002, 1007): close with its code
+                    # wsproto could not parse a frame (1002, 1007): close with its code; the
+                    # peer's reply could not be parsed either, so it is not waited for
+                    self._parse_failed = True
                     replies.extend(self._fail(event.code, event.reason or "protocol error"))
                 elif self._closed is None:
                     # the reply to a close we sent
@@ -237,9 +246,7 @@ class WebSocketConnection:
         """Close from our side because of what the peer sent."""
         if self._closed is None:
             self._closed = TransportClosed(code, reason)
-        if self._proto.state is ConnectionState.OPEN:
-            return [self._proto.send(CloseConnection(code=code, reason=reason[:120]))]
-        return []
+        return [CloseConnection(code=code, reason=reason[:120])]
 
     def _connection_lost(self, reason: str) -> None:
         self._lost = True
@@ -253,18 +260,30 @@ class WebSocketConnection:
             raise TransportClosed(self._closed.code, self._closed.reason)
         if not isinstance(message, (str, bytes)):
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
-        await self._send_bytes(self._proto.send(Message(data=message)))
+        await self._send_event(Message(data=message))
 
-    async def _send_bytes(self, data: bytes) -> None:
-        if self._lost or self._send_broken:
-            raise TransportClosed(self._closed.code if self._closed else ABNORMAL_CLOSURE, "connection broken")
+    async def _send_event(self, event, *, control: bool = False) -> None:
+        """Frame ``event`` and send it. The frame is made only once this task holds the
+        send flag, so wsproto's state at that moment decides: nothing is framed after the
+        close frame has been (no data frame can follow it on the wire). A control reply
+        that no longer applies (a pong or a close reply once closed) is skipped."""
         while self._sending:  # another task is mid-send (rare: a pong during a frame)
             if self._send_idle is None:
                 self._send_idle = trio.Event()
             await self._send_idle.wait()
         # Cancellation before any byte goes out leaves the stream clean; past this point a
-        # cancelled send_all may have written part of a frame.
+        # cancelled send_all may have written part of a frame. No await from here to
+        # send_all: nothing else can frame or send in between.
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._lost or self._send_broken:
+            raise TransportClosed(self._closed.code if self._closed else ABNORMAL_CLOSURE, "connection broken")
+        try:
+            data = self._proto.send(event)
+        except LocalProtocolError:
+            if control:
+                return
+            closed = self._closed or TransportClosed(ABNORMAL_CLOSURE, "closed")
+            raise TransportClosed(closed.code, closed.reason) from None
         self._sending = True
         try:
             await self._stream.send_all(data)
@@ -294,10 +313,13 @@ class WebSocketConnection:
                 self._closed = TransportClosed(code, reason)
             if not self._lost and not self._send_broken and self._proto.state is ConnectionState.OPEN:
                 try:
-                    await self._send_bytes(self._proto.send(CloseConnection(code=code, reason=reason)))
+                    await self._send_event(CloseConnection(code=code, reason=reason), control=True)
                 except TransportClosed:
                     pass
-            while self._proto.state is ConnectionState.LOCAL_CLOSING and not self._lost and not self._send_broken:
+            while (
+                self._proto.state is ConnectionState.LOCAL_CLOSING
+                and not (self._lost or self._send_broken or self._parse_failed)
+            ):
                 await self._receive()  # until the peer's close frame (its messages are dropped)
         finally:
             await aclose_quietly(self._stream)
