@@ -68,8 +68,26 @@ class VadFrame:
     score: float
 
 
+class _SampleTimes:
+    """``at_seconds`` and ``decided_at_seconds`` of the segmenter's events, from their
+    ``at_sample``, ``decided_at_sample`` and ``sample_rate`` fields."""
+
+    __slots__ = ()
+    at_sample: int
+    decided_at_sample: int
+    sample_rate: int
+
+    @property
+    def at_seconds(self) -> float:
+        return self.at_sample / self.sample_rate
+
+    @property
+    def decided_at_seconds(self) -> float:
+        return self.decided_at_sample / self.sample_rate
+
+
 @attrs.frozen
-class SpeechStart:
+class SpeechStart(_SampleTimes):
     """Speech began at ``at_sample``; the segmenter decided so at ``decided_at_sample``.
 
     ``at_sample`` is the first sample of the first speech frame of the run that passed the
@@ -80,17 +98,9 @@ class SpeechStart:
     decided_at_sample: int
     sample_rate: int
 
-    @property
-    def at_seconds(self) -> float:
-        return self.at_sample / self.sample_rate
-
-    @property
-    def decided_at_seconds(self) -> float:
-        return self.decided_at_sample / self.sample_rate
-
 
 @attrs.frozen
-class SpeechEnd:
+class SpeechEnd(_SampleTimes):
     """Speech that began at ``start_sample`` ended at ``at_sample`` (end of its last speech
     frame); the segmenter decided so at ``decided_at_sample``, after the hang-over."""
 
@@ -98,14 +108,6 @@ class SpeechEnd:
     decided_at_sample: int
     start_sample: int
     sample_rate: int
-
-    @property
-    def at_seconds(self) -> float:
-        return self.at_sample / self.sample_rate
-
-    @property
-    def decided_at_seconds(self) -> float:
-        return self.decided_at_sample / self.sample_rate
 
     @property
     def duration_seconds(self) -> float:

@@ -167,13 +167,18 @@ class WebSocketConnection:
         """Why the connection is closed (code and reason), or None while it is open."""
         return self._closed
 
+    def _closed_error(self) -> TransportClosed:
+        """A fresh exception (each raise gets its own traceback) saying why it is closed."""
+        closed = self._closed or TransportClosed(ABNORMAL_CLOSURE, "closed")
+        return TransportClosed(closed.code, closed.reason)
+
     # --- receiving ----------------------------------------------------------------------
 
     async def get_message(self) -> WireMessage:
         messages = self._messages
         while not messages:
             if self._closed is not None:
-                raise TransportClosed(self._closed.code, self._closed.reason)
+                raise self._closed_error()
             await self._receive()
         return messages.popleft()
 
@@ -257,7 +262,7 @@ class WebSocketConnection:
 
     async def send_message(self, message: WireMessage) -> None:
         if self._closed is not None:
-            raise TransportClosed(self._closed.code, self._closed.reason)
+            raise self._closed_error()
         if not isinstance(message, (str, bytes)):
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
         await self._send_event(Message(data=message))
@@ -282,8 +287,7 @@ class WebSocketConnection:
         except LocalProtocolError:
             if control:
                 return
-            closed = self._closed or TransportClosed(ABNORMAL_CLOSURE, "closed")
-            raise TransportClosed(closed.code, closed.reason) from None
+            raise self._closed_error() from None
         self._sending = True
         try:
             await self._stream.send_all(data)
