@@ -47,6 +47,12 @@ Definitions printed in the summary:
     python scripts/bench_capacity.py            # full sweep, under 10 minutes on 2 cores
     python scripts/bench_capacity.py --quick    # a short sanity run (~1 minute)
     python scripts/bench_capacity.py --profile 50    # also profile both servers at 50 calls
+    python scripts/bench_capacity.py --pin           # server on CPU 0, load generators on the rest
+
+By default the three processes share the two cores as the scheduler pleases, so a step can
+fail because the server waited for a core a load generator held. ``--pin`` gives the server
+under test a core of its own (both servers alike); its N_max is then where the server's own
+core runs out, or where the generators on the other core do.
 """
 
 from __future__ import annotations
@@ -199,9 +205,17 @@ signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
 """
 
 
-def start_server(kind: str, port: int, profile: str | None = None) -> subprocess.Popen:
+def pinned_to(cpus: set[int] | None):
+    """A preexec_fn that pins the child process to ``cpus`` (None: no pinning)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_server(kind: str, port: int, profile: str | None = None, cpus: set[int] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
-        server_command(kind, port, profile), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        server_command(kind, port, profile), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=pinned_to(cpus),
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -274,7 +288,7 @@ def merge_results(results: list[dict]) -> dict:
 def run_step(kind: str, n: int, args, profile: str | None = None) -> dict:
     others_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else float("nan")
     port = free_port()
-    server = start_server(kind, port, profile)
+    server = start_server(kind, port, profile, args.server_cpus)
     k = max(1, min(args.generators, n))
     try:
         time.sleep(0.3)
@@ -287,7 +301,12 @@ def run_step(kind: str, n: int, args, profile: str | None = None) -> dict:
                 "--calls", str(calls), "--seconds", str(args.step_seconds), "--ramp", str(min(args.ramp, args.step_seconds / 2)),
                 "--jitter-buffer-ms", str(args.jitter_buffer_ms), "--json",
             ]
-            loads.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            loads.append(
+                subprocess.Popen(
+                    cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    preexec_fn=pinned_to(args.generator_cpus),
+                )
+            )
         cpu_samples: list[tuple[float, float]] = []
         gen_samples: list[tuple[float, float]] = []
         all_samples: list[tuple[float, float]] = []
@@ -448,6 +467,11 @@ def main() -> int:
     p.add_argument("--p99-ms", type=float, default=20.0, help="round-trip p99 limit (default 20 ms)")
     p.add_argument("--jitter-buffer-ms", type=float, default=40.0, help="modelled provider playout buffer (default 40)")
     p.add_argument("--generators", type=int, default=2, help="load generator processes per step, the calls split between them (default 2)")
+    p.add_argument(
+        "--pin", action="store_true",
+        help="pin the server under test to the first CPU and the load generators to the others, so that the "
+        "server never waits for a core the generators hold (it then measures the server, not the scheduler)",
+    )
     p.add_argument("--servers", default="engine,bare", help="which servers to sweep (default engine,bare)")
     p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")
     p.add_argument("--budget", type=float, default=540.0, help="stop starting steps after this many seconds (default 540)")
@@ -457,6 +481,12 @@ def main() -> int:
     p.add_argument("--profile-out", default="/tmp/callengine-bench-{server}.json")
     p.add_argument("--json", metavar="PATH", help="also write every step's figures to this JSON file")
     args = p.parse_args()
+    args.server_cpus = args.generator_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            p.error("--pin needs at least 2 CPUs")
+        args.server_cpus, args.generator_cpus = {cpus[0]}, set(cpus[1:])
     steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else (QUICK_STEPS if args.quick else FULL_STEPS)
     if args.step_seconds is None:
         args.step_seconds = 5.0 if args.quick else 9.0
@@ -485,6 +515,8 @@ def main() -> int:
         f"pass: p99 round trip < {args.p99_ms:g} ms, no drops, no underruns (jitter buffer {args.jitter_buffer_ms:g} ms), "
         "every call up"
     )
+    if args.pin:
+        print(f"pinned: the server under test on CPU {sorted(args.server_cpus)}, the load generators on CPU {sorted(args.generator_cpus)}")
     print("engine: " + " ".join(server_command("engine", 0)[1:]).replace("--port 0", "--port P"))
     print("bare:   " + " ".join(server_command("bare", 0)[1:]).replace("--port 0", "--port P"))
 
