@@ -945,3 +945,105 @@ async def test_abort_closes_the_stream_without_a_close_frame():
     with pytest.raises(TransportClosed):
         await conn.send_message("x")
     await conn.aclose(1000)  # a no-op afterwards
+
+
+# --- the descriptor fast path on a real socket ---------------------------------------------
+#
+# On a trio.SocketStream the connection reads and writes the socket's descriptor itself
+# (WebSocketConnection._recv_some / _send_all). These run over a local socketpair.
+
+
+@pytest.fixture
+async def socket_stream_pair():
+    """Makes connected trio.SocketStream pairs; closes their sockets after the test."""
+    made = []
+
+    def make() -> tuple[trio.SocketStream, trio.SocketStream]:
+        a, b = trio.socket.socketpair()
+        made.extend((a, b))
+        return trio.SocketStream(a), trio.SocketStream(b)
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+async def test_on_a_socket_the_descriptor_is_used_and_messages_round_trip(socket_stream_pair):
+    conn, client = await open_ws(socket_stream_pair)
+    assert conn._sock is not None
+    await client.send(TextMessage("one"), BytesMessage(b"two"), Ping(b"p"))
+    assert await conn.get_message() == "one"
+    assert await conn.get_message() == b"two"
+    await conn.send_message("three")
+    assert await client.next_event() == Pong(b"p")
+    assert await client.next_message() == "three"
+
+
+async def test_on_a_socket_a_message_larger_than_the_socket_buffers_goes_both_ways(socket_stream_pair):
+    # 4 MiB does not fit a socketpair's buffers: partial writes and waits on both sides
+    big = bytes(range(256)) * (4 * 4096)
+    conn, client = await open_ws(socket_stream_pair, max_message_size=len(big))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.send_message, big)
+        assert await client.next_message() == big
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, BytesMessage(big))
+        assert await conn.get_message() == big
+
+
+async def test_on_a_socket_eof_reports_1006(socket_stream_pair):
+    conn, client = await open_ws(socket_stream_pair)
+    await client.send(TextMessage("last"))
+    await client.stream.aclose()
+    assert await conn.get_message() == "last"
+    with pytest.raises(TransportClosed) as info:
+        await conn.get_message()
+    assert info.value.code == 1006
+
+
+async def test_on_a_socket_a_closed_stream_is_a_closed_transport_not_a_reused_descriptor(socket_stream_pair):
+    conn, client = await open_ws(socket_stream_pair)
+    await conn.stream.aclose()  # fileno() is now -1
+    with pytest.raises(TransportClosed) as info:
+        await conn.send_message("x")
+    assert info.value.code == 1006
+    with pytest.raises(TransportClosed):
+        await conn.get_message()
+
+
+async def test_on_a_socket_a_flood_of_ready_data_still_lets_other_tasks_run(monkeypatch, socket_stream_pair):
+    import callengine.call.websocket as websocket
+
+    monkeypatch.setattr(websocket, "RECEIVE_SIZE", 256)  # many reads, each finding data
+    conn, client = await open_ws(socket_stream_pair)
+    n = 60
+    await client.send(*[BytesMessage(bytes(500)) for _ in range(n)])  # 30 KB, all buffered
+    other_ran = 0
+
+    async def other_task():
+        nonlocal other_ran
+        while True:
+            await trio.lowlevel.checkpoint()
+            other_ran += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        for _ in range(n):
+            assert await conn.get_message() == bytes(500)
+        nursery.cancel_scope.cancel()
+    # about 120 reads of 256 bytes found data waiting: the reader yielded every
+    # READS_BETWEEN_YIELDS of them, and only then did the other task get to run
+    assert other_ran >= 10  # (30 KB / 256 B) / 8 = about 15 yields; none without them
+
+
+async def test_on_a_socket_a_send_cancelled_while_waiting_to_write_breaks_the_stream(autojump_clock, socket_stream_pair):
+    conn, client = await open_ws(socket_stream_pair, max_message_size=1 << 24)
+    with trio.move_on_after(1) as scope:
+        await conn.send_message(bytes(8 << 20))  # the client does not read: the write stalls
+    assert scope.cancelled_caught
+    with pytest.raises(TransportClosed):
+        await conn.send_message("not into a half-written frame")
+    await conn.aclose(1011, "x")
+    assert trio.current_time() == 1  # no close frame was sent, none waited for
+    data = await client.read_to_eof()
+    assert 0 < len(data) < 8 << 20 and b"\x88" not in data[-200:]
