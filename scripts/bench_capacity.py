@@ -435,7 +435,7 @@ def print_profile(path: str, us_per_frame: float, top: int = 25) -> None:
         return
     per_frame = us_per_frame / n
     print(f"  {n} samples; {us_per_frame:.0f} us of server CPU per echoed frame (from /proc), shared out below")
-    print(f"\n  self time by area (a function's own Python code and the C calls it makes):")
+    print("\n  self time by area (a function's own Python code and the C calls it makes):")
     areas: dict[str, int] = {}
     for key, c in data["self"].items():
         areas[_area(key)] = areas.get(_area(key), 0) + c
@@ -444,7 +444,7 @@ def print_profile(path: str, us_per_frame: float, top: int = 25) -> None:
     print(f"\n  top {top} functions by self time:")
     for key, c in sorted(data["self"].items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {100 * c / n:5.1f}%  {c * per_frame:6.1f} us/frame  {_short(key)}")
-    print(f"\n  top functions by cumulative time (callengine and the WebSocket layer):")
+    print("\n  top functions by cumulative time (callengine and the WebSocket layer):")
     shown = 0
     for key, c in sorted(data["cumulative"].items(), key=lambda kv: -kv[1]):
         if not any(m in key for m in ("callengine/", "trio_websocket/", "wsproto/", "bare_echo_server")):
