@@ -3,14 +3,32 @@ the codec's :class:`~callengine.protocols.base.Capabilities`."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import attrs
 
-__all__ = ["CallConfig"]
+if TYPE_CHECKING:
+    from ..protocols.base import Capabilities
+
+__all__ = ["CallConfig", "Pacing"]
 
 
-def _positive_or_none(instance, attribute, value) -> None:
+def _positive_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: float | None) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _positive(instance: Any, attribute: "attrs.Attribute[Any]", value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+@attrs.frozen
+class Pacing:
+    """The outbound chunk and lead of one call, in seconds, once the provider is known."""
+
+    chunk_s: float
+    lead_s: float
 
 
 @attrs.frozen
@@ -61,5 +79,28 @@ class CallConfig:
     close_timeout_s: float = 2.0
     cleanup_grace_s: float = 2.0
 
-    def evolve(self, **changes) -> "CallConfig":
+    def __attrs_post_init__(self) -> None:
+        if self.lead_ms is not None and self.chunk_ms is not None and self.lead_ms < self.chunk_ms:
+            raise ValueError(_lead_below_chunk(self.lead_ms, self.chunk_ms, ""))
+
+    def evolve(self, **changes: Any) -> "CallConfig":
         return attrs.evolve(self, **changes)
+
+    def pacing(self, capabilities: "Capabilities", provider: str = "") -> Pacing:
+        """The chunk and lead for a provider with ``capabilities`` (this config's values,
+        else the provider's defaults). Raises ValueError if the lead cannot hold one chunk:
+        the writer could then never send, and the call would be silent."""
+        chunk_ms = self.chunk_ms if self.chunk_ms is not None else capabilities.chunk_ms
+        lead_ms = self.lead_ms if self.lead_ms is not None else capabilities.lead_ms
+        if lead_ms < chunk_ms:
+            raise ValueError(_lead_below_chunk(lead_ms, chunk_ms, provider))
+        return Pacing(chunk_s=chunk_ms / 1000, lead_s=lead_ms / 1000)
+
+
+def _lead_below_chunk(lead_ms: float, chunk_ms: float, provider: str) -> str:
+    where = f" on {provider}" if provider else ""
+    return (
+        f"lead_ms ({lead_ms:g}) is below chunk_ms ({chunk_ms:g}){where}: the engine keeps at most "
+        f"lead_ms of audio queued at the provider, so a chunk would never fit. Raise --lead-ms "
+        f"to at least {chunk_ms:g} or lower --chunk-ms"
+    )

@@ -343,6 +343,20 @@ class CallSession:
     def _label(self) -> str:
         return f"{self.provider}:{self.info.call_id if self.info else '?'}"
 
+    @property
+    def label(self) -> str:
+        """``provider:call_id`` ("?" until the start message named the call), for logs."""
+        return self._label()
+
+    @property
+    def agent_done(self) -> trio.Event:
+        """Set once the agent's task has exited (or never started)."""
+        return self._agent_done
+
+    def agent_location(self) -> str:
+        """Where the agent's task is waiting now (file:line in function, innermost first)."""
+        return "unknown"
+
     async def _await_start(self) -> CallStarted | None:
         with trio.move_on_after(self.config.start_timeout_s) as scope:
             try:
