@@ -18,7 +18,7 @@ only attrs and numpy.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import attrs
 import numpy as np
@@ -47,14 +47,151 @@ __all__ = [
     "MarkReached",
     "MarkCleared",
     "DTMF_DIGITS",
+    "FrozenDict",
+    "FrozenList",
 ]
 
 #: The sixteen DTMF keys, row by row of the keypad.
 DTMF_DIGITS = "123A456B789C*0#D"
 
 
-def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value else {}
+def _refuse(self, *args: Any, **kwargs: Any) -> None:
+    raise TypeError(f"{type(self).__name__} is immutable: copy it first, e.g. dict(x)")
+
+
+class FrozenDict(dict):
+    """An immutable, hashable dict: what an event holds where it keeps a provider's JSON object.
+
+    A ``dict`` subclass so that ``json.dumps`` and ``isinstance(x, dict)`` take it as is, but
+    every mutator raises TypeError. Values are frozen deeply when it is built: dicts (any
+    Mapping) become FrozenDicts, lists and tuples :class:`FrozenList`, sets frozensets.
+    It compares equal to a dict with the same items (nested lists included, since a
+    FrozenList equals a list), hashes by its items, and its repr is a dict's. ``dict(x)``
+    is a shallow mutable copy (nested values stay frozen).
+    """
+
+    __slots__ = ("_hash",)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "FrozenDict":
+        self = dict.__new__(cls)
+        # All the filling happens here, with dict's own methods: __init__ is a no-op, so
+        # calling it again on an existing instance cannot add items.
+        dict.update(self, *args, **kwargs)
+        thawed = [(k, v) for k, v in dict.items(self) if isinstance(v, _CONTAINERS) and not isinstance(v, _FROZEN)]
+        for key, value in thawed:
+            dict.__setitem__(self, key, _deep_freeze(value))
+        self._hash = None
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        h = self._hash
+        if h is None:
+            h = self._hash = hash(frozenset(dict.items(self)))
+        return h
+
+    def __reduce__(self) -> tuple:
+        # dict's default pickling refills the new object with __setitem__, which refuses.
+        return (type(self), (dict(self),))
+
+    def copy(self) -> "FrozenDict":
+        return self
+
+    def __copy__(self) -> "FrozenDict":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "FrozenDict":
+        return self
+
+    @classmethod
+    def fromkeys(cls, keys: Any, value: Any = None) -> "FrozenDict":
+        return cls(dict.fromkeys(keys, value))
+
+
+class FrozenList(tuple):
+    """The frozen form of a list inside a :class:`FrozenDict`: a tuple that also compares
+    equal to a list with the same items (so ``FrozenDict({"a": [1]}) == {"a": [1]}``)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return tuple.__eq__(self, tuple(other))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = tuple.__hash__
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (tuple(self),))
+
+
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
+_FROZEN = (FrozenDict, FrozenList, frozenset)
+
+
+def _deep_freeze(root: Any) -> Any:
+    """``root`` with every Mapping, list, tuple and set inside it frozen (see FrozenDict).
+
+    Iterative, not recursive: JSON nested as deep as json.loads accepts must not overflow
+    the stack here.
+    """
+    if not isinstance(root, _CONTAINERS) or isinstance(root, _FROZEN):
+        return root
+    # Each frame: (the container's kind, an iterator over its entries, the frozen entries so far).
+    stack: list[tuple[type, Iterator[Any], list[Any]]] = []
+    pending_keys: list[Any] = []
+
+    def open_frame(value: Any) -> None:
+        if isinstance(value, Mapping):
+            stack.append((FrozenDict, iter(value.items()), []))
+        else:
+            kind = frozenset if isinstance(value, (set, frozenset)) else FrozenList
+            stack.append((kind, iter(value), []))
+
+    open_frame(root)
+    while True:
+        kind, entries, done = stack[-1]
+        for entry in entries:
+            key, value = entry if kind is FrozenDict else (None, entry)
+            if isinstance(value, _CONTAINERS) and not isinstance(value, _FROZEN):
+                pending_keys.append(key)
+                open_frame(value)
+                break
+            done.append(entry)
+        else:
+            stack.pop()
+            # FrozenDict.__new__ finds every value already frozen, so it does not recurse.
+            built = kind(done)
+            if not stack:
+                return built
+            key = pending_keys.pop()
+            parent_kind, _, parent_done = stack[-1]
+            parent_done.append((key, built) if parent_kind is FrozenDict else built)
+
+
+_EMPTY = FrozenDict()
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> FrozenDict:
+    if isinstance(value, FrozenDict):
+        return value
+    return FrozenDict(value) if value else _EMPTY
+
+
+def _frozen_raw(value: Any) -> Any:
+    """UnknownMessage.raw: str and bytes as they are, containers frozen deeply."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return _deep_freeze(value)
 
 
 def _check_pcm(instance: Any, attribute: attrs.Attribute, value: bytes) -> None:
@@ -112,7 +249,7 @@ class _PcmMixin:
 class Connected(ProviderEvent):
     """The provider's transport-level hello (Awaaz ``connected``); carries no call data."""
 
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+    raw: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_mapping, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -130,8 +267,8 @@ class CallStarted(ProviderEvent):
     called: str = ""
     sample_rate: int = attrs.field(default=8000, validator=_check_rate)
     direction: str = ""
-    custom: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+    custom: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_mapping)
+    raw: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_mapping, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -166,7 +303,7 @@ class CallStopped(ProviderEvent):
     """The provider says the call has ended."""
 
     reason: str = ""
-    raw: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, eq=False, repr=False)
+    raw: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_mapping, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -174,7 +311,7 @@ class UnknownMessage(ProviderEvent):
     """A well-formed message we do not understand. Reported, never fatal."""
 
     kind: str
-    raw: Any = attrs.field(default=None, eq=False)
+    raw: Any = attrs.field(default=None, converter=_frozen_raw, eq=False)
 
 
 # --- engine -> provider -------------------------------------------------------------
