@@ -7,26 +7,51 @@ An agent is any async callable taking a :class:`Call`::
         async for event in call:
             ...
 
-Everything here is a thin, documented front for :class:`~callengine.call.session.CallSession`,
-which owns the tasks.
+``Call`` talks to the running call through a narrow port (:mod:`.port`), never to the
+session that owns the tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Protocol, Union
 
 import attrs
 import numpy as np
 import trio
 
-from ..events import Event
-from .ledger import MarkHandle, Playback
+from ..events import Event, FrozenDict, PlaybackResult
+from .causes import CallStatistics, ControlKind, EndCause
+from .handles import MarkHandle, Playback
+from .port import CallEnded
 
 if TYPE_CHECKING:
-    from .session import CallSession
+    from numpy.typing import NDArray
 
-__all__ = ["Call", "CallInfo", "CallEnded", "PlaybackWriter"]
+__all__ = ["Call", "CallInfo", "CallEnded", "PlaybackWriter", "AudioInput"]
+
+#: What ``play`` and ``write`` take: PCM16LE bytes, or int16 / int32 / float samples (mono).
+AudioInput = Union[bytes, bytearray, memoryview, "NDArray[Any]"]
+
+
+class _Port(Protocol):
+    cleanup_grace_s: float
+    barge_in: bool
+    listening: bool
+
+    @property
+    def ended(self) -> bool: ...
+    @property
+    def end_cause(self) -> EndCause | None: ...
+    async def next_event(self) -> Event: ...
+    def enqueue_audio(self, audio: Any, sample_rate: int, *, finish: bool) -> Playback: ...
+    def extend_audio(self, pb: Playback, audio: Any) -> None: ...
+    def finish_audio(self, pb: Playback) -> None: ...
+    def enqueue_mark(self, name: str) -> MarkHandle: ...
+    async def request_clear(self, reason: str) -> list[PlaybackResult]: ...
+    async def request_control(self, kind: ControlKind, target: str = "default") -> None: ...
+    def bot_audible(self) -> bool: ...
+    def statistics(self) -> CallStatistics: ...
 
 
 async def _yield_after_work() -> None:
@@ -37,8 +62,8 @@ async def _yield_after_work() -> None:
     await trio.lowlevel.cancel_shielded_checkpoint()
 
 
-class CallEnded(Exception):
-    """The call is over: raised by ``play``, ``mark`` and friends when used after the end."""
+def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return FrozenDict(value or {})
 
 
 @attrs.frozen
@@ -47,15 +72,15 @@ class CallInfo:
 
     ``call_id``: the provider's call id. ``provider``: "awaaz", "knowlarity", ...
     ``caller`` / ``called``: phone numbers where the provider gives them.
-    ``custom``: the provider's per-call parameters. ``sample_rate``: the agent's audio rate.
-    ``wire_rate``: the caller audio's rate on the wire.
+    ``custom``: the provider's per-call parameters (read-only). ``sample_rate``: the agent's
+    audio rate. ``wire_rate``: the caller audio's rate on the wire.
     """
 
     call_id: str
     provider: str
     caller: str = ""
     called: str = ""
-    custom: Mapping[str, Any] = attrs.field(factory=dict)
+    custom: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=_freeze)
     stream_id: str = ""
     direction: str = ""
     sample_rate: int = 16000
@@ -65,9 +90,13 @@ class CallInfo:
 class Call:
     """A live phone call, handed to the agent."""
 
-    def __init__(self, session: "CallSession", info: CallInfo) -> None:
-        self._session = session
+    def __init__(self, port: _Port, info: CallInfo) -> None:
+        self._port = port
         self.info = info
+
+    def _detach(self, port: _Port) -> None:
+        """The call is over: answer from ``port`` (a snapshot) from now on."""
+        self._port = port
 
     # --- inbound ----------------------------------------------------------------------
 
@@ -76,7 +105,7 @@ class Call:
 
     async def __anext__(self) -> Event:
         try:
-            return await self._session.next_agent_event()
+            return await self._port.next_event()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
@@ -84,23 +113,26 @@ class Call:
         """Wait for the next event: CallerAudio (at ``info.sample_rate``), Dtmf, SpeechStarted,
         SpeechEnded, BargeIn, MarkReached, MarkCleared. Raises CallEnded after the end."""
         try:
-            return await self._session.next_agent_event()
+            return await self._port.next_event()
         except trio.EndOfChannel:
             raise CallEnded("the call has ended") from None
 
     # --- outbound ---------------------------------------------------------------------
 
-    async def play(self, audio: bytes | np.ndarray, sample_rate: int | None = None) -> Playback:
+    async def play(self, audio: AudioInput, sample_rate: int | None = None) -> Playback:
         """Queue audio for the caller and return at once with a :class:`Playback` handle.
 
-        ``audio`` is PCM16LE bytes, int16 samples or float samples in [-1, 1], mono, at
-        ``sample_rate`` (default: ``info.sample_rate``). It is resampled to the provider's
-        rate and played after anything queued before it. ``await playback.wait()`` tells
-        whether it played fully or how much was heard before an interruption.
+        ``audio`` is PCM16LE bytes, int16 or int32 samples, or float samples in [-1, 1],
+        mono, at ``sample_rate`` (default: ``info.sample_rate``). It is resampled to the
+        provider's rate and played after anything queued before it. ``await
+        playback.wait()`` tells whether it played fully or how much was heard before an
+        interruption. Raises ValueError or TypeError for audio it cannot play as given
+        (stereo, floats far outside [-1, 1]: the message says what to do), and CallEnded
+        after the end.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            return self._session.enqueue_audio(audio, sample_rate or self.info.sample_rate, finish=True)
+            return self._port.enqueue_audio(audio, sample_rate or self.info.sample_rate, finish=True)
         finally:
             await _yield_after_work()
 
@@ -114,7 +146,7 @@ class Call:
             result = await playback.wait()
         """
         await trio.lowlevel.checkpoint()
-        writer = PlaybackWriter(self._session, sample_rate or self.info.sample_rate)
+        writer = PlaybackWriter(self._port, sample_rate or self.info.sample_rate)
         try:
             yield writer
         finally:
@@ -126,57 +158,57 @@ class Call:
         ``wait()`` gives the same answer."""
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            return self._session.enqueue_mark(name)
+            return self._port.enqueue_mark(name)
         finally:
             await _yield_after_work()
 
-    async def clear(self) -> list:
+    async def clear(self) -> list[PlaybackResult]:
         """Stop playback now: drop queued audio (here and at the provider), settle marks.
 
         Returns the results of the playbacks that were cut short. Waits until the writer
         has applied the clear.
         """
-        return await self._session.request_clear(reason="agent")
+        return await self._port.request_clear("agent")
 
     async def hangup(self) -> None:
         """End the call after the queued audio has played. Waits until the call has ended
         (the agent is then cancelled like every other task of the call)."""
-        await self._session.request_control("hangup")
+        await self._port.request_control(ControlKind.HANGUP)
 
     async def transfer(self, target: str = "default") -> None:
         """Transfer the call to ``target`` after the queued audio has played.
 
         Raises :class:`~callengine.errors.UnsupportedCommand` at once on providers that
         cannot transfer from the socket (Awaaz)."""
-        await self._session.request_control("transfer", target)
+        await self._port.request_control(ControlKind.TRANSFER, target)
 
     # --- state ------------------------------------------------------------------------
 
     @property
     def barge_in(self) -> bool:
         """Whether the caller's speech clears the bot's playback (settable per call)."""
-        return self._session.barge_in
+        return self._port.barge_in
 
     @barge_in.setter
     def barge_in(self, value: bool) -> None:
-        self._session.barge_in = bool(value)
+        self._port.barge_in = bool(value)
 
     @property
     def bot_audible(self) -> bool:
         """True while the provider is playing the bot's audio, by the playout ledger."""
-        return self._session.ledger.audible(trio.current_time())
+        return self._port.bot_audible()
 
     @property
     def ended(self) -> bool:
-        return self._session.end_cause is not None
+        return self._port.ended
 
     @property
-    def end_cause(self) -> str | None:
-        return self._session.end_cause
+    def end_cause(self) -> EndCause | None:
+        return self._port.end_cause
 
-    def statistics(self) -> dict:
+    def statistics(self) -> CallStatistics:
         """Counters of this call so far (frames in and out, drops, underruns, barge-ins...)."""
-        return self._session.statistics()
+        return self._port.statistics()
 
     def cleanup_scope(self) -> trio.CancelScope:
         """A shielded, bounded scope for cleanup awaits in the agent's ``finally``::
@@ -185,7 +217,7 @@ class Call:
                 with call.cleanup_scope():
                     await save_transcript()
         """
-        return trio.move_on_after(self._session.config.cleanup_grace_s, shield=True)
+        return trio.move_on_after(self._port.cleanup_grace_s, shield=True)
 
     def __repr__(self) -> str:
         return f"<Call {self.info.provider}:{self.info.call_id}>"
@@ -194,29 +226,32 @@ class Call:
 class PlaybackWriter:
     """A streaming playback opened by ``call.open_playback``; also usable as its handle."""
 
-    def __init__(self, session: "CallSession", sample_rate: int) -> None:
-        self._session = session
+    def __init__(self, port: _Port, sample_rate: int) -> None:
+        self._port = port
         self.sample_rate = sample_rate
         self.playback: Playback | None = None
 
-    async def write(self, audio: bytes | np.ndarray) -> None:
+    async def write(self, audio: AudioInput) -> None:
         """Append audio; it starts playing as soon as the writer reaches this playback."""
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             if self.playback is None:
-                self.playback = self._session.enqueue_audio(audio, self.sample_rate, finish=False)
+                self.playback = self._port.enqueue_audio(audio, self.sample_rate, finish=False)
             else:
-                self._session.extend_audio(self.playback, audio)
+                self._port.extend_audio(self.playback, audio)
         finally:
             await _yield_after_work()
 
     def close(self) -> None:
         if self.playback is None:
-            self.playback = self._session.enqueue_audio(b"", self.sample_rate, finish=True)
+            try:
+                self.playback = self._port.enqueue_audio(b"", self.sample_rate, finish=True)
+            except CallEnded:
+                pass
         else:
-            self._session.finish_audio(self.playback)
+            self._port.finish_audio(self.playback)
 
-    async def wait(self):
+    async def wait(self) -> PlaybackResult:
         if self.playback is None:
             raise RuntimeError("nothing was written to this playback")
         return await self.playback.wait()

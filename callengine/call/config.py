@@ -58,6 +58,11 @@ class CallConfig:
       has not taken within this long ends the call ("send_timeout", close 1001; None: wait
       for ever). Without it the writer would wait on a full socket for ever, and the call,
       and whatever its agent keeps queueing, would never be released.
+      ``keepalive_s``: how often the engine pings a provider whose transport supports it
+      (the server's WebSocket), so that one that stopped reading is found within
+      ``send_timeout_s`` + ``keepalive_s`` (None: no pings; a full send buffer still counts).
+      ``max_control_per_s``: DTMF and mark messages a provider may send per second (twice
+      that in a burst); more are ignored and counted, so a flood cannot swamp the agent.
       ``close_timeout_s``: bound on the WebSocket close handshake.
       ``cleanup_grace_s``: shielded time given to the agent's cleanup (``call.cleanup_scope()``)
       and after which an agent that has not exited is reported as stuck.
@@ -76,6 +81,8 @@ class CallConfig:
     idle_timeout_s: float | None = attrs.field(default=30.0, validator=_positive_or_none)
     hangup_timeout_s: float = 5.0
     send_timeout_s: float | None = attrs.field(default=5.0, validator=_positive_or_none)
+    keepalive_s: float | None = attrs.field(default=1.0, validator=_positive_or_none)
+    max_control_per_s: float = attrs.field(default=50.0, validator=_positive)
     close_timeout_s: float = 2.0
     cleanup_grace_s: float = 2.0
 

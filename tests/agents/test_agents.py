@@ -258,7 +258,7 @@ async def test_parrot_stops_when_the_caller_talks_over_it_and_repeats_the_new_ut
         said_at = await say_after_a_frame(sim.provider, speech, 8000)
         await trio.sleep(9.0)
         await sim.provider.stop()
-    assert len(sim.provider.clears) == 1 and sim.report.stats["barge_ins"] == 1
+    assert len(sim.provider.clears) == 1 and sim.report.stats.barge_ins == 1
     first, last = sim.provider.heard
     assert first.end == pytest.approx(sim.provider.clears[0])  # cut by the barge-in
     assert first.duration < 0.5
@@ -360,7 +360,7 @@ async def test_ivr_key_1_plays_the_message_then_the_menu(autojump_clock, provide
     assert 3.5 <= after_1.start < 3.56  # at once on Awaaz, 20-40 ms into the tone on Knowlarity
     assert after_1.duration == pytest.approx(message_s + menu_s, abs=0.02)
     assert similarity(heard_at(sim, after_1.start, 1.0), message[:8000], 40) > 0.99
-    assert sim.report.stats["barge_ins"] == 0
+    assert sim.report.stats.barge_ins == 0
     assert sim.report.end_cause == "provider_stop"
 
 
@@ -371,7 +371,7 @@ async def test_ivr_replays_the_menu_after_the_caller_talks_over_it(autojump_cloc
         said_at = await say_after_a_frame(sim.provider, speech, 8000)
         await trio.sleep(4.0)
         await sim.provider.stop()
-    assert sim.report.stats["barge_ins"] == 1
+    assert sim.report.stats.barge_ins == 1
     first, again = sim.provider.heard
     assert first.end == pytest.approx(sim.provider.clears[0])
     assert said_at + end < again.start <= said_at + end + HANGOVER_S + 0.1

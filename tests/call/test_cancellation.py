@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
-from callengine.call.ledger import MarkState
+from callengine.call.handles import MarkState
 from callengine.call.session import CallSession
 from callengine.call.transport import TransportClosed, memory_transport_pair
 from callengine.errors import UnsupportedCommand

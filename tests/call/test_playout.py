@@ -51,7 +51,7 @@ async def test_lead_never_exceeds_bound_and_no_underrun(autojump_clock, provider
     assert queued and max(queued) <= _lead_s(sim) + 1e-9
     assert sim.session.ledger.max_queued <= _lead_s(sim) + 1e-9
     assert sim.provider.gaps() == []  # the agent supplied audio ahead: no gap at the provider
-    assert sim.report.stats["underruns"] == 0
+    assert sim.report.stats.underruns == 0
     assert sim.provider.heard_seconds() == pytest.approx(3.0)
     # audio starts within one chunk of play
     first_audio = next(t for t, c in sim.provider.received if isinstance(c, PlayAudio))
@@ -99,7 +99,7 @@ async def test_marks_reached_at_the_right_virtual_time(autojump_clock, provider)
     if provider == "awaaz":
         # reached by the provider's echo, not by the fallback deadline
         assert [n for _, n in sim.provider.marks_echoed] == ["one", "two"]
-        assert sim.report.stats["mark_echoes"] == 2 and sim.report.stats["mark_fallbacks"] == 0
+        assert sim.report.stats.mark_echoes == 2 and sim.report.stats.mark_fallbacks == 0
     else:
         assert sim.provider.marks_received == []  # Knowlarity has no marks on the wire
 
@@ -120,7 +120,7 @@ async def test_awaaz_mark_without_echo_reached_by_deadline(autojump_clock):
     async with open_simulated_call(agent, "awaaz", config, echo_marks=False) as sim:
         pass
     assert got == [pytest.approx(0.9, abs=1e-6)]
-    assert sim.report.stats["mark_fallbacks"] == 1
+    assert sim.report.stats.mark_fallbacks == 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -189,7 +189,7 @@ async def test_streaming_playback_plays_pieces_in_order(autojump_clock):
     assert not out["r"].interrupted
     assert out["r"].played_ms == pytest.approx(1000, abs=1)
     assert sim.provider.heard_seconds() == pytest.approx(1.0, abs=2e-3)
-    assert sim.report.stats["underruns"] == 0
+    assert sim.report.stats.underruns == 0
 
 
 async def test_resampling_round_trip_keeps_frequency_and_level(autojump_clock):

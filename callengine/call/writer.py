@@ -1,0 +1,258 @@
+"""The writer task: the only task that sends on the socket.
+
+It follows the playout plan (:class:`~callengine.call.playout.Playout`): audio paced with a
+bounded lead over the provider's playout clock, marks, the hang-up or transfer once the
+queued audio has played. A clear is applied atomically: unsent audio dropped, marks settled
+and the provider told, all before the writer's next await.
+
+It also watches that the provider still reads:
+
+* a send the connection has not taken within ``send_timeout_s`` (the socket buffer is
+  full) ends the call ("send_timeout", 1001);
+* where the transport can tell (the server's own WebSocket connection), a provider whose
+  kernel keeps our bytes unsent (its window is closed) for ``send_timeout_s``, or which
+  leaves a keepalive ping unanswered that long after it has answered one before, has
+  stopped reading, and the call ends the same way. Pings go out every ``keepalive_s``;
+  a peer that never answers pings is not judged by them.
+
+However the plan misbehaves, the writer never spins: a wake time that is not in the future
+is waited for at most once in a row; after that it waits a chunk and logs the bug once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+import attrs
+import trio
+
+from ..errors import CloseCode
+from ..events import Clear, Command, Hangup, Mark, PlayAudio, PlaybackResult, Transfer
+from ..protocols.base import Codec, WireMessage
+from .causes import ControlKind, Counters, EndCause
+from .playout import Control, ControlTimedOut, Playout, SendChunk, SendControl, SendMark
+from .transport import Transport, TransportClosed
+
+__all__ = ["Writer", "ClearRequest"]
+
+log = logging.getLogger("callengine.call")
+
+_EPS = 1e-9
+
+End = Callable[[EndCause, "int | None", str], None]
+
+
+class _SendTimeout(Exception):
+    """The connection did not take a message within ``send_timeout_s``."""
+
+
+@attrs.define
+class ClearRequest:
+    reason: str
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: list[PlaybackResult] = attrs.field(factory=list)
+
+
+class Writer:
+    def __init__(
+        self,
+        transport: Transport,
+        codec: Codec,
+        playout: Playout,
+        *,
+        label: str,
+        counters: Counters,
+        send_timeout_s: float | None,
+        keepalive_s: float | None,
+        end: End,
+        ended: Callable[[], bool],
+        on_closed: Callable[[TransportClosed, str], None],
+    ) -> None:
+        self._transport = transport
+        self._codec = codec
+        self._playout = playout
+        self._label = label
+        self._counters = counters
+        self._send_timeout = send_timeout_s
+        self._end = end
+        self._ended = ended
+        self._on_closed = on_closed
+        self._hangup_is_message = codec.capabilities.hangup_message
+        self._wake = trio.Event()
+        self._send_scope: trio.CancelScope | None = None
+        self.clear_requests: list[ClearRequest] = []
+        # liveness, where the transport offers it
+        self._keepalive = keepalive_s
+        self._send_ping: Any = getattr(transport, "send_ping", None) if keepalive_s else None
+        self._unsent_bytes: Any = getattr(transport, "unsent_bytes", None)
+        self._next_ping = trio.current_time() + (keepalive_s or 0.0)
+        self._unsent_since: float | None = None
+        self._spin_logged = False
+
+    def poke(self) -> None:
+        """There is new work (audio, a mark, a control, a clear)."""
+        self._wake.set()
+
+    async def request_clear(self, reason: str) -> list[PlaybackResult]:
+        """Ask the writer to clear; wait until it has. Returns the interrupted results."""
+        req = ClearRequest(reason)
+        self.clear_requests.append(req)
+        self._wake.set()
+        await req.done.wait()
+        return req.result
+
+    def release_clear_requests(self) -> None:
+        """The call is over: wake everyone waiting for a clear (nothing was cut)."""
+        for req in self.clear_requests:
+            req.done.set()
+        self.clear_requests.clear()
+
+    # --- the task ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if self._send_timeout is None:
+                await self._loop()
+            else:
+                self._send_scope = trio.CancelScope()
+                with self._send_scope:
+                    await self._loop()
+                if self._send_scope.cancelled_caught:
+                    raise _SendTimeout
+        except TransportClosed as exc:
+            self._on_closed(exc, "send failed, closed")
+        except _SendTimeout:
+            log.warning(
+                "call %s: the provider has not taken a message for %.1f s (it stopped reading); ending",
+                self._label,
+                self._send_timeout,
+            )
+            self._end(EndCause.SEND_TIMEOUT, CloseCode.GOING_AWAY, "send timeout")
+
+    async def _loop(self) -> None:
+        playout = self._playout
+        past_waits = 0
+        while True:
+            self._wake = trio.Event()
+            now = trio.current_time()
+            if self.clear_requests:
+                await self._apply_clear(now)
+                continue
+            action = playout.next_action(now)
+            kind = type(action)
+            if kind is SendChunk:
+                assert isinstance(action, SendChunk)
+                past_waits = 0
+                await self._send(PlayAudio(action.pcm, action.playback.rate))
+                continue
+            if kind is SendMark:
+                assert isinstance(action, SendMark)
+                await self._send(Mark(action.mark.name))
+                continue
+            if kind is SendControl:
+                assert isinstance(action, SendControl)
+                await self._send_control(action.control)
+                continue
+            if kind is ControlTimedOut:
+                assert isinstance(action, ControlTimedOut)
+                control = action.control
+                log.info("call %s: provider did not close %.1f s after %s; closing", self._label, playout.hangup_timeout_s, control.kind)
+                self._end(control.cause, CloseCode.NORMAL, str(control.kind))
+                return
+            until = action.until  # type: ignore[union-attr]
+            if self._send_ping is not None or self._unsent_bytes is not None:
+                checked = await self._check_liveness(now, until)
+                if checked is None:
+                    return
+                until = checked
+            if until <= now + _EPS:
+                past_waits += 1
+                if past_waits >= 2:
+                    if not self._spin_logged:
+                        self._spin_logged = True
+                        log.error("call %s: the playout plan asked to wait until %.6f at %.6f again; waiting a chunk (a bug)", self._label, until, now)
+                    until = now + playout.chunk_s
+            else:
+                past_waits = 0
+            if until == math.inf:
+                await self._wake.wait()
+            else:
+                with trio.move_on_at(until):
+                    await self._wake.wait()
+
+    async def _check_liveness(self, now: float, until: float) -> float | None:
+        """Ping when due and judge whether the provider still reads; the next wake time,
+        or None once the call has been ended for a provider that stopped reading."""
+        transport: Any = self._transport
+        timeout = self._send_timeout
+        stalled_since = math.inf
+        if self._send_ping is not None:
+            since = transport.ping_outstanding_since
+            if since is None:
+                if now >= self._next_ping - _EPS:
+                    await self._send_ping()
+                    self._counters.pings_sent += 1
+                    self._next_ping = now + (self._keepalive or 0.0)
+                until = min(until, self._next_ping)
+            elif transport.pongs_received > 0:
+                stalled_since = since
+        if self._unsent_bytes is not None:
+            if self._unsent_bytes():
+                if self._unsent_since is None:
+                    self._unsent_since = now
+                stalled_since = min(stalled_since, self._unsent_since)
+            else:
+                self._unsent_since = None
+        if timeout is not None and stalled_since < math.inf:
+            if now - stalled_since >= timeout - _EPS:
+                log.warning("call %s: the provider has not read what was sent for %.1f s (it stopped reading); ending", self._label, now - stalled_since)
+                self._end(EndCause.SEND_TIMEOUT, CloseCode.GOING_AWAY, "provider stopped reading")
+                return None
+            until = min(until, stalled_since + timeout)
+        return until
+
+    async def _send(self, command: Command) -> None:
+        for msg in self._codec.send(command):
+            if self._ended():
+                return  # nothing goes out after the end
+            await self._send_message(msg)
+
+    async def _send_message(self, msg: WireMessage) -> None:
+        """Send one message. If the connection has not taken it within ``send_timeout_s``
+        (a provider that stopped reading: its socket buffer is full), the writer's send
+        scope is cancelled and :meth:`run` ends the call."""
+        scope = self._send_scope
+        if scope is None:
+            await self._transport.send_message(msg)
+        else:
+            # The writer runs inside ``scope``, whose deadline is finite only while a message
+            # is being sent: when it expires, the cancellation lands in that send. A send that
+            # outlasts the deadline counts as timed out even if it then completes.
+            scope.deadline = trio.current_time() + self._send_timeout  # type: ignore[operator]
+            try:
+                await self._transport.send_message(msg)
+            finally:
+                scope.deadline = math.inf
+        self._counters.frames_out += 1
+
+    async def _send_control(self, control: Control) -> None:
+        command = Transfer(control.target) if control.kind is ControlKind.TRANSFER else Hangup()
+        msgs = self._codec.send(command)
+        for msg in msgs:
+            await self._send_message(msg)
+        if not self._hangup_is_message or not msgs:
+            # hang-up is closing the socket (Awaaz): do it now
+            self._end(control.cause, CloseCode.NORMAL, str(control.kind))
+
+    async def _apply_clear(self, now: float) -> None:
+        """Drop unsent audio, settle marks, release the requesters: all before the first
+        await; then tell the provider."""
+        requests, self.clear_requests = self.clear_requests, []
+        interrupted, tell_provider = self._playout.clear(now)
+        for req in requests:
+            req.result = interrupted
+            req.done.set()
+        if tell_provider:
+            await self._send(Clear())
