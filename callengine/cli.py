@@ -3,6 +3,11 @@
     callengine serve mypkg.agent:handler --port 8080
     callengine dial ws://127.0.0.1:8080/awaaz --provider awaaz --tone 440 --seconds 5
     callengine demo
+
+Exit codes of ``serve``: 0 after a drain in which every agent exited; 1 cannot listen;
+2 bad arguments, agent or configuration; 3 the shutdown abandoned agents that would not
+exit; 128 + the signal number when a second SIGTERM/SIGINT stopped it at once.
+``dial``: 0 when the call closed with 1000 or 1001, else 1 (the reason on stderr).
 """
 
 from __future__ import annotations
@@ -13,32 +18,34 @@ import importlib
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import trio
 
-from . import __version__
 from .call.config import CallConfig
+from .shutdown import EXIT_LISTEN, EXIT_OK, EXIT_STUCK, EXIT_USAGE, ShutdownGuard, exit_now
 
 __all__ = ["main", "load_agent", "AgentLoadError"]
 
 log = logging.getLogger("callengine.cli")
 
 BUNDLED_AGENTS = ("echo", "parrot", "prompt", "ivr")
+LISTENING_LOGGER = "callengine.listening"
 
 
 class AgentLoadError(Exception):
-    """The AGENT argument does not name an importable async callable."""
+    """The AGENT argument does not name an importable async callable of one argument."""
 
 
 def load_agent(spec: str):
     """``package.module:attribute``, ``package.module`` (attribute ``agent``) or the name of a
-    bundled agent (echo, parrot, prompt, ivr). A class is instantiated without arguments."""
+    bundled agent (echo, parrot, prompt, ivr). A class is instantiated without arguments.
+    The agent must be callable with one positional argument, the call."""
     if spec in BUNDLED_AGENTS:
         spec = f"callengine.agents.{spec}"
     module_name, _, attr = spec.partition(":")
@@ -65,7 +72,29 @@ def load_agent(spec: str):
     target = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else getattr(obj, "__call__", None)
     if target is None or not inspect.iscoroutinefunction(target):
         raise AgentLoadError(f"{spec!r} is not an async callable (async def agent(call): ...)")
+    _check_signature(spec, target)
     return obj
+
+
+def _check_signature(spec: str, target) -> None:
+    # the engine calls agent(call): a wrong signature would fail every call with 1011
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):  # no signature to read (a C callable): let it be
+        return
+    try:
+        sig.bind(object())
+    except TypeError:
+        raise AgentLoadError(f"{spec!r} must take exactly one positional argument, the call (async def agent(call): ...); its signature is {sig}") from None
+
+
+def _cwd_first_on_path() -> None:
+    """Import the agent from the current directory first, as ``python -m`` and uvicorn do:
+    the ``callengine`` console script and scripts/run_engine.py start with their own
+    directory on sys.path instead, so ``mypkg.agent:handler`` would not be found."""
+    cwd = os.getcwd()
+    if not sys.path or sys.path[0] not in ("", ".", cwd):
+        sys.path.insert(0, cwd)
 
 
 # --- logging ------------------------------------------------------------------------------
@@ -81,13 +110,18 @@ class _JsonFormatter(logging.Formatter):
                 data = {"message": msg}
         else:
             data = {"message": msg}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):  # structured extras (scheme, host, port of "listening")
+            data = {**fields, **data}
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, **data}
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
 
-def setup_logging(fmt: str = "text", level: str = "info") -> None:
+def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = False) -> None:
+    """Logs on stderr, as text or one JSON object a line. ``announce``: the server's one
+    "listening" record goes to stdout instead, whatever the level (it carries the port)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -96,6 +130,13 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
+    if announce:
+        handler.addFilter(lambda record: record.name != LISTENING_LOGGER)
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(message)s"))
+        out.addFilter(lambda record: record.name == LISTENING_LOGGER)
+        root.handlers.append(out)
+        logging.getLogger(LISTENING_LOGGER).setLevel(logging.INFO)
 
 
 # --- serve --------------------------------------------------------------------------------
@@ -111,6 +152,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
     p.add_argument("--max-calls", type=int, default=500, help="concurrent calls before answering 503 (default 500)")
+    p.add_argument(
+        "--max-pending-handshakes", type=int,
+        help="connections mid-handshake before answering 503 (default: from the descriptor limit, a quarter of it beyond 64, 8 to 1024)",
+    )  # fmt: skip
     p.add_argument("--max-message-size", type=int, default=256 * 1024, help="largest inbound message in bytes (default 262144)")
     p.add_argument("--lead-ms", type=float, help="audio kept queued at the provider (default: 100 Awaaz, 400 Knowlarity)")
     p.add_argument("--chunk-ms", type=float, help="outbound message duration (default: 20 Awaaz, 200 Knowlarity clips)")
@@ -120,7 +165,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vad", choices=["energy", "webrtc", "silero"], default="energy", help="voice activity detector (default energy)")
     p.add_argument("--agent-rate", type=int, default=16000, help="sample rate of the agent's audio (default 16000)")
     p.add_argument("--idle-timeout", type=float, default=30.0, help="end a call whose provider sends nothing for this long (s)")
-    p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT, let live calls run this long (s)")
+    p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT, let live calls run this long (s); a second signal stops at once")
+    p.add_argument("--cleanup-grace", type=float, default=2.0, help="time an ended call's agent has to exit before it is reported stuck (s, default 2)")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -136,7 +182,11 @@ def server_config_from_args(args: argparse.Namespace):
         min_speech_ms=args.min_speech_ms,
         vad=args.vad,
         idle_timeout_s=args.idle_timeout,
+        cleanup_grace_s=args.cleanup_grace,
     )
+    options = {}
+    if args.max_pending_handshakes is not None:
+        options["max_pending_handshakes"] = args.max_pending_handshakes
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -148,32 +198,38 @@ def server_config_from_args(args: argparse.Namespace):
         max_message_size=args.max_message_size,
         drain_grace_s=args.drain_grace,
         call=call,
+        **options,
     )
 
 
-async def run_server(agent, config) -> None:
-    """Serve until SIGTERM or SIGINT, then drain gracefully."""
+def shutdown_deadline_s(config) -> float:
+    """From the first signal to the forced exit: the server's own deadlines plus 1 s."""
+    return config.drain_grace_s + config.call.cleanup_grace_s + config.call.close_timeout_s + 1.0
+
+
+async def run_server(agent, config, fd_limit: tuple = (None, None)) -> int:
+    """Serve until SIGTERM or SIGINT, then drain (see the module docstring's exit codes).
+    ``fd_limit``: the soft descriptor limit before and after raising it, to log."""
     from .server import CallServer
 
     server = CallServer(agent, config)
+    guard = ShutdownGuard(shutdown_deadline_s(config), describe=lambda: ", ".join(server.live_call_labels()))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(server.serve)
-            scheme = "wss" if config.certfile else "ws"
-            print(f"callengine {__version__} listening on {scheme}://{config.host}:{port} (paths /awaaz, /knowlarity)", flush=True)
+            await nursery.start(server.serve)
+            _log_fd_limit(*fd_limit, config)  # once listening: a failure to listen stays one line
             async for signum in signals:
-                log.info("received %s: draining (grace %.0f s)", signal.Signals(signum).name, config.drain_grace_s)
+                log.info("received %s: draining (grace %.1f s; a second signal stops at once)", signal.Signals(signum).name, config.drain_grace_s)
                 break
-            nursery.start_soon(_second_signal_stops, signals, nursery.cancel_scope)
-            await server.drain()
+            guard.arm()
+            stuck = await server.drain()
+            if stuck:
+                log.error("exiting with code %d: %d agent(s) did not exit", EXIT_STUCK, len(stuck))
+                log.info("callengine stopped: %s", json.dumps(server.statistics()))
+                exit_now(EXIT_STUCK)  # trio.run cannot return while their tasks linger
             nursery.cancel_scope.cancel()
-
-
-async def _second_signal_stops(signals, scope: trio.CancelScope) -> None:
-    async for signum in signals:
-        log.warning("received %s again: stopping now", signal.Signals(signum).name)
-        scope.cancel()
-        return
+    guard.disarm()
+    return EXIT_OK
 
 
 def tune_gc_for_serving() -> None:
@@ -192,104 +248,52 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(5000, 50, 100)
 
 
+def _log_fd_limit(before, after, config) -> None:
+    from .limits import RESERVED_FDS
+
+    if after is None:
+        log.info("file descriptor limit: unlimited")
+        return
+    log.info("file descriptor limit: %d%s", after, f" (soft limit raised from {before})" if before != after else "")
+    need = config.max_calls + config.max_pending_handshakes + RESERVED_FDS
+    if need > after:
+        log.warning(
+            "max_calls (%d) + max_pending_handshakes (%d) + %d reserved exceed the descriptor limit (%d): calls may fail; raise `ulimit -n` or lower them",
+            config.max_calls, config.max_pending_handshakes, RESERVED_FDS, after,
+        )  # fmt: skip
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    setup_logging(args.log_format, args.log_level)
+    from .limits import raise_fd_limit
+
+    setup_logging(args.log_format, args.log_level, announce=True)
+    _cwd_first_on_path()
+    before, after = raise_fd_limit()  # first: the default pending-handshake cap is sized from it
     try:
         agent = load_agent(args.agent)
         config = server_config_from_args(args)
     except (AgentLoadError, ValueError) as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     tune_gc_for_serving()
     failure: BaseException | None = None
+    code = EXIT_OK
     try:
-        trio.run(run_server, agent, config)
+        code = trio.run(run_server, agent, config, (before, after))
     except* OSError as group:  # trio's nurseries wrap it in an exception group
         failure = group.exceptions[0]
         while isinstance(failure, BaseExceptionGroup):
             failure = failure.exceptions[0]
+    except* KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        code = 128 + signal.SIGINT
     if failure is not None:
         reason = getattr(failure, "strerror", None) or failure
         print(f"callengine: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_LISTEN
+    return code
 
 
 # --- dial ---------------------------------------------------------------------------------
-
-
-def _parse_dtmf(spec: str | None) -> list[tuple[str, float]]:
-    """"1@2.5,2@4" -> [("1", 2.5), ("2", 4.0)]."""
-    out = []
-    for item in (spec or "").replace(" ", "").split(","):
-        if not item:
-            continue
-        digit, _, at = item.partition("@")
-        if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD" or not at:
-            raise ValueError(f"bad --dtmf item {item!r}: use KEY@SECONDS, e.g. 1@2.5")
-        out.append((digit.upper(), float(at)))
-    return sorted(out, key=lambda x: x[1])
-
-
-async def simulate_call(
-    url: str,
-    provider: str,
-    *,
-    audio: np.ndarray | None = None,
-    audio_rate: int = 8000,
-    speak_at: float = 0.5,
-    dtmf: Sequence[tuple[str, float]] = (),
-    seconds: float = 10.0,
-    record: str | None = None,
-    out=sys.stdout,
-    extra_headers=None,
-) -> dict:
-    """Dial ``url``, speak ``audio`` at ``speak_at`` s, press keys, hang up after ``seconds``
-    unless the engine ends the call first; print the timeline; return a summary."""
-    from .audio.wav import build_wav
-    from .testing.dial import open_dialed_call
-
-    t_start = time.monotonic()
-    async with open_dialed_call(url, provider, extra_headers=extra_headers) as sim:
-        async with trio.open_nursery() as nursery:
-
-            async def script() -> None:
-                t0 = sim.t0
-                if audio is not None:
-                    await trio.sleep_until(t0 + speak_at)
-                    sim.say(audio, audio_rate)
-                    sim._note("say", f"{len(audio) / audio_rate:.2f} s of audio")
-                for digit, at in dtmf:
-                    await trio.sleep_until(t0 + at)
-                    await sim.press(digit)
-                await trio.sleep_until(t0 + seconds)
-                if not sim.closed.is_set():
-                    await sim.stop("caller hung up (--seconds reached)")
-
-            nursery.start_soon(script)
-            await sim.closed.wait()
-            nursery.cancel_scope.cancel()
-    summary = {
-        "provider": provider,
-        "url": url,
-        "call_seconds": round(time.monotonic() - t_start, 3),
-        "heard_seconds": round(sim.heard_seconds(), 3),
-        "gaps": len(sim.gaps(0.005)),
-        "clears": len(sim.clears),
-        "marks_echoed": len(sim.marks_echoed),
-        "hangups": [w for _, w in sim.hangups],
-        "close_code": sim.closed_code,
-        "protocol_errors": sim.protocol_errors,
-    }
-    print(f"--- {provider} call timeline ({url})", file=out)
-    print(sim.format_timeline(), file=out)
-    if record:
-        rate = 8000 if provider == "awaaz" else 16000
-        heard = sim.heard_audio(rate, until=max(sim.heard[-1].end if sim.heard else 0.0, 0.0))
-        Path(record).write_bytes(build_wav(heard.astype("<i2").tobytes(), rate))
-        summary["recording"] = record
-    print("--- summary: " + json.dumps(summary), file=out)
-    return summary
 
 
 def _load_caller_audio(args) -> tuple[np.ndarray | None, int]:
@@ -305,94 +309,32 @@ def _load_caller_audio(args) -> tuple[np.ndarray | None, int]:
 
 
 def cmd_dial(args: argparse.Namespace) -> int:
+    from .testing.dial import DialError, build_start, close_problem, parse_dtmf, simulate_call
+
     setup_logging("text", args.log_level)
     try:
-        dtmf = _parse_dtmf(args.dtmf)
+        dtmf = parse_dtmf(args.dtmf)
         audio, rate = _load_caller_audio(args)
+        start = build_start(args.provider, params=args.param or (), caller=args.caller, called=args.called)
     except (ValueError, OSError) as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
-        return 2
-    from .testing.dial import DialError
-
+        return EXIT_USAGE
     headers = [(b"authorization", f"Bearer {args.token}".encode())] if args.token else None
     try:
         summary = trio.run(
             lambda: simulate_call(
-                args.url, args.provider, audio=audio, audio_rate=rate, speak_at=args.speak_at, dtmf=dtmf, seconds=args.seconds, record=args.record, extra_headers=headers
+                args.url, args.provider, audio=audio, audio_rate=rate, speak_at=args.speak_at, dtmf=dtmf, seconds=args.seconds,
+                record=args.record, extra_headers=headers, start=start,
             )
-        )
+        )  # fmt: skip
     except DialError as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
         return 1
-    return 0 if not summary["protocol_errors"] else 1
-
-
-# --- demo ---------------------------------------------------------------------------------
-
-
-async def run_demo(out=sys.stdout, record_dir: str = ".", seconds: float = 9.0) -> list[dict]:
-    """Start the engine in-process and place two simulated calls through it:
-
-    1. Awaaz, the ``prompt`` agent: the caller talks over the prompt at 2.5 s (barge-in
-       clears playback within ~250 ms), then the prompt plays again after the caller stops.
-    2. Knowlarity, the ``ivr`` agent: the caller presses 1 (a prompt) and then 3 (hang-up),
-       as in-band tones, since Knowlarity's stream has no DTMF events.
-    """
-    from .agents import prompt as prompt_agent_module
-    from .server import CallServer, ServerConfig
-
-    caller_speech, speech_rate = prompt_agent_module.load_prompt()
-    caller_speech = caller_speech[: int(1.6 * speech_rate)]
-
-    async def route(call):
-        if call.info.provider == "knowlarity":
-            return await load_agent("ivr")(call)
-        return await load_agent("prompt")(call)
-
-    server = CallServer(route, ServerConfig(port=0, loop_watchdog_s=None))
-    summaries = []
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.serve)
-        print(f"engine listening on ws://127.0.0.1:{port}", file=out)
-        summaries.append(
-            await simulate_call(
-                f"ws://127.0.0.1:{port}/awaaz",
-                "awaaz",
-                audio=caller_speech,
-                audio_rate=speech_rate,
-                speak_at=2.5,
-                seconds=seconds,
-                record=str(Path(record_dir) / "demo-awaaz.wav"),
-                out=out,
-            )
-        )
-        summaries.append(
-            await simulate_call(
-                f"ws://127.0.0.1:{port}/vaani/knowlarity/setup-call-streams",
-                "knowlarity",
-                dtmf=[("1", 2.0), ("3", 6.0)],
-                seconds=seconds + 3,
-                record=str(Path(record_dir) / "demo-knowlarity.wav"),
-                out=out,
-            )
-        )
-        await server.drain(grace_s=2)
-        nursery.cancel_scope.cancel()
-    print("--- server: " + json.dumps(server.statistics()), file=out)
-    return summaries
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    setup_logging("text", args.log_level)
-    summaries = trio.run(lambda: run_demo(record_dir=args.record_dir, seconds=args.seconds))
-    ok = (
-        summaries[0]["clears"] >= 1
-        and summaries[0]["heard_seconds"] > 1.0
-        and summaries[1]["hangups"] == ["hangup"]
-        and not any(s["protocol_errors"] for s in summaries)
-    )
-    print("demo " + ("OK: barge-in cleared the prompt on Awaaz; the IVR answered keys and hung up on Knowlarity" if ok else "FAILED"))
-    return 0 if ok else 1
+    problem = close_problem(summary)
+    if problem:
+        print(f"callengine: error: {problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -400,6 +342,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callengine", description="Run voice AI agents on phone calls (Awaaz AI, Knowlarity).")
+    from . import __version__
+
     parser.add_argument("--version", action="version", version=f"callengine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -419,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="hang up after this long unless the engine ends first")
     p.add_argument("--record", help="write what the caller heard to this WAV file")
     p.add_argument("--token", help="send this shared secret as 'Authorization: Bearer'")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a custom parameter of the call's start message (repeatable)")
+    p.add_argument("--caller", help="the caller's number in the start message (default +919800000001)")
+    p.add_argument("--called", help="the number called, in the start message (default +918000000002)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
     p.set_defaults(func=cmd_dial)
 
@@ -426,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-dir", default=".", help="where to write demo-awaaz.wav and demo-knowlarity.wav")
     p.add_argument("--seconds", type=float, default=9.0, help="length of each call (default 9)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_cmd_demo)
 
     try:
         from .testing.load import add_load_parser
@@ -435,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_load_parser(sub)
     return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import cmd_demo
+
+    return cmd_demo(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,45 +1,62 @@
 """The WebSocket server: accepts provider connections and runs one call per connection.
 
 ``serve(agent, host=..., port=...)`` runs until cancelled and supports ``nursery.start``
-(the started value is the bound port). Built on ``trio.serve_listeners`` and the
-engine's own wsproto connection (``call/websocket.py``: the call's reader task drives the
-socket, no per-connection reader task or queue), inside a per-connection error boundary:
-one connection's failure, whatever it is, ends only that call.
+(the started value is the bound port; ``nursery.start`` takes no keyword arguments, so
+bind them first)::
 
-Per connection: a handshake deadline; routing by path (``/awaaz``, ``/knowlarity``, with
-any prefix and trailing parts) or detection of the provider from the first message; an
-optional shared secret (path segment, ``token`` query parameter, ``Authorization: Bearer``
-or ``X-Callengine-Token`` header; compared in constant time); a limit on concurrent calls
-(HTTP 503); a bound on message size (close 1009); and a shielded, bounded close.
+    port = await nursery.start(functools.partial(serve, agent, port=0))
+
+or, to drain on shutdown, ``server = CallServer(agent, ServerConfig(port=0))``,
+``port = await nursery.start(server.serve)``, later ``await server.drain()``.
+
+Built on the engine's own accept loop (``limits.py``: backs off when descriptors run out)
+and wsproto connection (``call/websocket.py``: the call's reader task drives the socket),
+inside a per-connection error boundary: one connection's failure, whatever it is, ends
+only that call.
+
+Per connection: a cap on connections mid-handshake (HTTP 503); a handshake deadline;
+routing by path (``/awaaz``, ``/knowlarity``, with any prefix and trailing parts) or
+detection of the provider from the first message; an optional shared secret (path
+segment, ``token`` query parameter, ``Authorization: Bearer`` or ``X-Callengine-Token``
+header; compared in constant time, never logged: ``redact.py``); a limit on concurrent
+calls (HTTP 503); a bound on message size (close 1009); and a shielded, bounded close.
+
+Shutdown (:meth:`CallServer.drain`) waits with deadlines only: the drain grace for live
+calls, then the call config's cleanup grace and close timeout for the calls it ended. An
+agent still running after that is reported (:meth:`CallServer.stuck_agents`); Trio cannot
+finish ``serve()`` while its task lingers, so the CLI then ends the process.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import ssl
-import sys
-import threading
-import time
-import urllib.parse
 from typing import Any
 
 import attrs
 import trio
 
+from . import __version__
 from .call.config import CallConfig
 from .call.session import Agent, CallSession
 from .call.transport import Transport, TransportClosed, aclose_quietly
 from .call.websocket import HandshakeFailed, UpgradeRequest, read_upgrade_request
 from .errors import CloseCode
+from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, default_max_pending_handshakes
+from .loopwatch import run_loop_watchdog
 from .protocols.base import Role
-from .protocols.registry import CODECS, create_codec, detect_provider, provider_from_path
+from .protocols.registry import CODECS, create_codec, detect_provider
+from .redact import redact_text
+from .registry import SessionRegistry, StuckAgent
+from .routing import Rejection, route, shown_path
 
-__all__ = ["ServerConfig", "CallServer", "serve", "KNOWLARITY_SUBPROTOCOL"]
+__all__ = ["ServerConfig", "CallServer", "StuckAgent", "serve", "KNOWLARITY_SUBPROTOCOL"]
 
 log = logging.getLogger("callengine.server")
 summary_log = logging.getLogger("callengine.calls")
+#: the one "listening" record (the CLI prints it on stdout, whatever the log level)
+listen_log = logging.getLogger("callengine.listening")
 
 KNOWLARITY_SUBPROTOCOL = "audio.drachtio.org"
 
@@ -53,10 +70,17 @@ class ServerConfig:
     ``token``: shared secret; None disables the check. ``certfile``/``keyfile``: serve wss.
     ``max_calls``: concurrent calls; more get HTTP 503. ``max_message_size``: bytes; a
     larger inbound message closes the call with 1009. ``handshake_timeout_s``: TCP accept
-    to WebSocket accepted (and, for detection, the first message). ``drain_grace_s``: how
-    long live calls may go on after a drain starts.
+    to WebSocket accepted (and, for detection, the first message).
+    ``max_pending_handshakes``: connections accepted whose upgrade request is not read
+    yet. Over it, the oldest is dropped if it has waited 1 s (``limits.EVICT_AFTER_S``),
+    else the new connection is: a short HTTP 503 and close at once (on wss, just the
+    close), counted in ``rejections["handshake_limit"]``. Default: a quarter of the
+    descriptors of the soft RLIMIT_NOFILE beyond a reserve of 64, between 8 and 1024
+    (``limits.default_max_pending_handshakes``, computed when the config is created).
+    ``drain_grace_s``: how long live calls may go on after a drain starts.
     ``loop_watchdog_s``: report when the event loop is blocked this long (an agent that
     never reaches a checkpoint), None to disable.
+    The call config's pacing is checked for the forced provider, or every provider.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +93,7 @@ class ServerConfig:
     max_calls: int = 500
     max_message_size: int = 256 * 1024
     handshake_timeout_s: float = 10.0
+    max_pending_handshakes: int = attrs.field(factory=default_max_pending_handshakes)
     drain_grace_s: float = 30.0
     loop_watchdog_s: float | None = 1.0
     call: CallConfig = attrs.field(factory=CallConfig)
@@ -78,13 +103,13 @@ class ServerConfig:
             raise ValueError(f"unknown provider {self.provider!r}; choose from {', '.join(CODECS)}")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
-
-
-class _Rejection(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+        if self.max_pending_handshakes < 1:
+            raise ValueError(f"max_pending_handshakes must be at least 1, got {self.max_pending_handshakes}")
+        if self.token is not None and not self.token:
+            raise ValueError("token must not be empty")
+        # a lead below one chunk would make every call silent: refuse it now, not per call
+        for name in [self.provider] if self.provider else list(CODECS):
+            self.call.pacing(CODECS[name].capabilities, name)
 
 
 class CallServer:
@@ -109,8 +134,13 @@ class CallServer:
         self.reports: list = []  # recent call reports (bounded)
         self._idle = trio.Event()
         self._idle.set()
+        self._sessions = SessionRegistry(self.config.call.cleanup_grace_s)
+        self._gate = HandshakeGate(self.config.max_pending_handshakes)
+        self._busy_log = RateLimitedLog(log)
         self._accept_scope: trio.CancelScope | None = None
         self._calls_scope: trio.CancelScope | None = None
+        self._drain_deadline = float("inf")
+        self._drained = trio.Event()
         self._listeners: list = []
         self._ssl_context: ssl.SSLContext | None = None
         if self.config.certfile:
@@ -124,35 +154,49 @@ class CallServer:
         return {
             **self.counters,
             "active_calls": self.active_calls,
+            "pending_handshakes": len(self._gate),
             "rejections": dict(self.rejections),
             "end_causes": dict(self.end_causes),
         }
 
+    @property
+    def pending_handshakes(self) -> int:
+        return len(self._gate)
+
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept calls until cancelled or drained. ``task_status.started(port)``."""
         cfg = self.config
-        if self._ssl_context is not None:
-            listeners = await trio.open_ssl_over_tcp_listeners(cfg.port, self._ssl_context, host=cfg.host)
-        else:
-            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
         self._listeners = listeners
-        sock = listeners[0].transport_listener.socket if self._ssl_context is not None else listeners[0].socket
-        self.port = sock.getsockname()[1]
+        self.port = listeners[0].socket.getsockname()[1]
         scheme = "wss" if self._ssl_context else "ws"
-        log.info("callengine listening on %s://%s:%d (max %d calls)", scheme, cfg.host, self.port, cfg.max_calls)
+        listen_log.info(
+            "callengine %s listening on %s://%s:%d (paths /awaaz, /knowlarity; max %d calls, %d pending handshakes)",
+            __version__, scheme, cfg.host, self.port, cfg.max_calls, cfg.max_pending_handshakes,
+            extra={"fields": {"scheme": scheme, "host": cfg.host, "port": self.port}},
+        )  # fmt: skip
         try:
-            async with trio.open_nursery() as calls:
-                self._calls_scope = calls.cancel_scope
+            async with trio.open_nursery() as outer:
                 if cfg.loop_watchdog_s:
-                    calls.start_soon(self._heartbeat)
-                self._accept_scope = trio.CancelScope()
-                self.accepting = True
-                task_status.started(self.port)
-                with self._accept_scope:
-                    await trio.serve_listeners(self._handle_stream, listeners, handler_nursery=calls)
-                # drained: stop the heartbeat once the calls are gone
-                await self._idle.wait()
-                calls.cancel_scope.cancel()
+                    outer.start_soon(run_loop_watchdog, cfg.loop_watchdog_s, self.counters)
+                try:
+                    async with trio.open_nursery() as calls:
+                        self._calls_scope = calls.cancel_scope
+                        self._accept_scope = trio.CancelScope()
+                        self.accepting = True
+                        task_status.started(self.port)
+                        with self._accept_scope:
+                            async with trio.open_nursery() as acceptors:
+                                for listener in listeners:
+                                    acceptors.start_soon(accept_loop, listener, self._handle_stream, calls)
+                        # drain() stopped accepting; it ends the calls within its deadlines
+                        with trio.move_on_at(self._drain_deadline + 1.0):
+                            await self._drained.wait()
+                        calls.cancel_scope.cancel()
+                        if self._sessions:
+                            log.warning("%d call task(s) still running after the drain: serve() returns when they exit", len(self._sessions))
+                finally:
+                    outer.cancel_scope.cancel()  # the loop watchdog
         finally:
             self.accepting = False
             with trio.CancelScope(shield=True):
@@ -163,11 +207,15 @@ class CallServer:
                         pass
             log.info("callengine stopped: %s", json.dumps(self.statistics()))
 
-    async def drain(self, grace_s: float | None = None) -> None:
+    async def drain(self, grace_s: float | None = None) -> list[StuckAgent]:
         """Stop accepting; let live calls finish for ``grace_s`` (default the config's
-        ``drain_grace_s``); then end the rest (they close with 1001). Returns when no call
-        is left."""
+        ``drain_grace_s``); then end the rest (they close with 1001) and give them the call
+        config's ``cleanup_grace_s`` (plus ``close_timeout_s`` for sockets still closing).
+        Returns the agents that did not exit (each also logged as an ERROR), see
+        :meth:`stuck_agents`; never waits longer."""
         grace = self.config.drain_grace_s if grace_s is None else grace_s
+        cc = self.config.call
+        self._drain_deadline = trio.current_time() + grace + cc.cleanup_grace_s + cc.close_timeout_s
         self.accepting = False
         if self._accept_scope is not None:
             self._accept_scope.cancel()
@@ -178,38 +226,91 @@ class CallServer:
                 except Exception:
                     pass
         log.info("draining: %d live call(s), grace %.1f s", self.active_calls, grace)
-        with trio.move_on_after(grace):
-            await self._idle.wait()
-        if self.active_calls and self._calls_scope is not None:
-            log.info("drain grace over: ending %d call(s)", self.active_calls)
-            self._calls_scope.cancel()
-        await self._idle.wait()
+        try:
+            with trio.move_on_after(grace):
+                await self._idle.wait()
+            if self.active_calls or self._sessions:
+                if self.active_calls:
+                    log.info("drain grace over: ending %d call(s)", self.active_calls)
+                self._sessions.cancelled_at = trio.current_time()
+                if self._calls_scope is not None:
+                    self._calls_scope.cancel()
+                await self._sessions.wait_until_gone(lambda: self.active_calls, self._drain_deadline)
+        finally:
+            self._drained.set()
+        stuck = self.stuck_agents()
+        for agent in stuck:
+            log.error(
+                "shutdown: abandoning call %s: its agent has not exited %.1f s after the call was ended; the agent waits at %s",
+                agent.label, agent.waited_s, agent.location,
+            )  # fmt: skip
+        return stuck
+
+    def stuck_agents(self) -> list[StuckAgent]:
+        """The calls whose agent has not exited ``cleanup_grace_s`` after its call ended
+        (or after a drain ended it): it swallows trio.Cancelled or shields an endless wait.
+        Each with its label ("provider:call_id") and where its agent waits."""
+        return self._sessions.stuck()
+
+    def live_call_labels(self) -> list[str]:
+        """The labels of the calls whose task still runs; a watchdog thread may call it."""
+        return self._sessions.labels()
 
     # --- one connection ----------------------------------------------------------------
 
-    async def _handle_stream(self, stream: trio.abc.Stream) -> None:
+    async def _handle_stream(self, stream: trio.SocketStream) -> None:
         self.counters["connections"] += 1
         remote = _peer_name(stream)
+        entry = self._gate.enter()
         try:
-            await self._handle_connection(stream, remote)
-        except Exception as exc:  # the error boundary: never past this connection
-            self.counters["errors"] += 1
-            log.error("connection from %s failed: %r", remote, exc, exc_info=exc)
+            if entry is None:
+                await self._refuse_busy(stream, tls=self._ssl_context is not None)
+                return
+            try:
+                if self._ssl_context is not None:
+                    stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+                await self._handle_connection(stream, remote, entry)
+            except Exception as exc:  # the error boundary: never past this connection
+                self.counters["errors"] += 1
+                log.error("connection from %s failed: %s", remote, redact_text(repr(exc), self.config.token), exc_info=exc)
         finally:
+            if entry is not None:
+                self._gate.leave(entry)
             await aclose_quietly(stream)
 
-    async def _handle_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+    async def _refuse_busy(self, stream: trio.abc.Stream, *, tls: bool) -> None:
+        """Over the pending-handshake cap: a short 503 (plain TCP only: on TLS that would
+        need a handshake first) and close, counted and logged once per interval."""
+        self.counters["rejected"] += 1
+        self.rejections["handshake_limit"] = self.rejections.get("handshake_limit", 0) + 1
+        self._busy_log.note("answered 503 to %d connection(s) over the pending-handshake limit (%d) since the last report", self.config.max_pending_handshakes)
+        if not tls:
+            with trio.move_on_after(0.5):
+                try:
+                    await stream.send_all(BUSY_RESPONSE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+
+    async def _handle_connection(self, stream: trio.abc.Stream, remote: str, entry) -> None:
         cfg = self.config
+        request = None
         try:
-            with trio.fail_after(cfg.handshake_timeout_s):
-                request = await read_upgrade_request(stream)
+            with entry.scope:
+                with trio.fail_after(cfg.handshake_timeout_s):
+                    request = await read_upgrade_request(stream)
         except (trio.TooSlowError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.counters["handshake_failures"] += 1
-            log.warning("handshake from %s failed: %s", remote, "timed out" if isinstance(exc, trio.TooSlowError) else exc)
+            why = "timed out" if isinstance(exc, trio.TooSlowError) else redact_text(str(exc), cfg.token)
+            log.warning("handshake from %s failed: %s", remote, why)
+            return
+        finally:
+            self._gate.leave(entry)
+        if request is None:  # dropped for a newer connection (the pending-handshake cap)
+            await self._refuse_busy(stream, tls=self._ssl_context is not None)
             return
         try:
             provider, path = self._route(request)
-        except _Rejection as rej:
+        except Rejection as rej:
             await self._reject(request, rej, remote)
             return
         subprotocol = KNOWLARITY_SUBPROTOCOL if KNOWLARITY_SUBPROTOCOL in request.proposed_subprotocols else None
@@ -233,57 +334,27 @@ class CallServer:
                     ws = await request.accept(subprotocol=subprotocol, max_message_size=cfg.max_message_size)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.counters["handshake_failures"] += 1
-                log.warning("accepting %s failed: %r", remote, exc)
+                log.warning("accepting %s failed: %s", remote, redact_text(repr(exc), cfg.token))
                 return
             await self._run_call(ws, provider, path, remote, release)
         finally:
             release()
 
     def _route(self, request: UpgradeRequest) -> tuple[str | None, str]:
-        cfg = self.config
+        """(provider or None to detect it, the path as logs show it) or :class:`Rejection`."""
         if not self.accepting:
-            raise _Rejection(503, "server is draining")
-        if self.active_calls >= cfg.max_calls:
-            raise _Rejection(503, f"call limit reached ({cfg.max_calls})")
-        parsed = urllib.parse.urlsplit(request.path)
-        path = parsed.path or "/"
-        segments = [s for s in path.split("/") if s]
-        if cfg.token is not None:
-            query = urllib.parse.parse_qs(parsed.query)
-            offered = _header(request, "x-callengine-token")
-            auth = _header(request, "authorization")
-            if offered is None and auth and auth.lower().startswith("bearer "):
-                offered = auth[7:].strip()
-            if offered is None and "token" in query:
-                offered = query["token"][0]
-            token_segment = None
-            if offered is None:
-                for seg in segments:
-                    if hmac.compare_digest(seg.encode(), cfg.token.encode()):
-                        token_segment = seg
-                        break
-                if token_segment is None:
-                    raise _Rejection(401, "missing or unknown token")
-                offered = token_segment
-            if not hmac.compare_digest(offered.encode(), cfg.token.encode()):
-                raise _Rejection(403, "wrong token")
-            segments = [s for s in segments if s != token_segment]
-        bare = "/" + "/".join(segments)
-        if cfg.provider is not None:
-            return cfg.provider, path
-        provider = provider_from_path(bare)
-        if provider is not None:
-            return provider, path
-        if bare in cfg.detect_paths or bare.rstrip("/") in cfg.detect_paths:
-            return None, path
-        raise _Rejection(404, f"unknown path {path!r}: use /awaaz or /knowlarity")
+            raise Rejection(503, "server is draining")
+        if self.active_calls >= self.config.max_calls:
+            raise Rejection(503, f"call limit reached ({self.config.max_calls})")
+        return route(self.config, request), shown_path(self.config, request.path)
 
-    async def _reject(self, request: UpgradeRequest, rej: _Rejection, remote: str) -> None:
+    async def _reject(self, request: UpgradeRequest, rej: Rejection, remote: str) -> None:
         self.counters["rejected"] += 1
         key = str(rej.status)
         self.rejections[key] = self.rejections.get(key, 0) + 1
         level = logging.INFO if rej.status == 503 else logging.WARNING
-        log.log(level, "rejected %s %s: %d %s", remote, urllib.parse.urlsplit(request.path).path, rej.status, rej.reason)
+        shown = shown_path(self.config, request.path, token_unknown=rej.token_unknown)
+        log.log(level, "rejected %s %s: %d %s", remote, shown, rej.status, rej.reason)
         with trio.move_on_after(2.0):
             try:
                 await request.reject(rej.status, body=rej.reason.encode() + b"\n")
@@ -314,6 +385,7 @@ class CallServer:
         self.counters["calls"] += 1
         codec = create_codec(provider, Role.ENGINE)
         session = CallSession(transport, self.agent, codec, cfg.call, provider=provider, pending_messages=pending)
+        self._sessions.add(session)
         recorded = False
 
         def record_end() -> None:
@@ -321,6 +393,7 @@ class CallServer:
             if recorded:
                 return
             recorded = True
+            self._sessions.ended(session)
             report = session.report
             self.counters["calls_ended"] += 1
             if report is not None:
@@ -331,67 +404,26 @@ class CallServer:
                 summary_log.info(json.dumps(summary, default=str))
             release()
 
-        async def on_closed() -> None:
-            await session.closed.wait()
-            record_end()
+        # Shielded, so that the summary is logged and the slot freed as soon as the socket
+        # is closed even when a drain has cancelled the call; cancelled once run() is over.
+        watch = trio.CancelScope(shield=True)
 
-        async with trio.open_nursery() as nursery:
-            # the summary and the slot do not wait for an agent that refuses to exit
-            nursery.start_soon(on_closed)
-            try:
-                await session.run()
-            finally:
-                nursery.cancel_scope.cancel()
+        async def on_closed() -> None:
+            with watch:
+                await session.closed.wait()
                 record_end()
 
-    # --- event loop watchdog ------------------------------------------------------------
-
-    async def _heartbeat(self) -> None:
-        """Detect a blocked event loop: an agent that never checkpoints stalls every call,
-        and trio cannot cancel it. A thread watches a heartbeat and logs the stuck stack."""
-        limit = self.config.loop_watchdog_s
-        assert limit
-        beat = [time.monotonic()]
-        stop = threading.Event()
-        main_id = threading.get_ident()
-
-        def watch() -> None:
-            reported = False
-            while not stop.wait(limit / 4):
-                stalled = time.monotonic() - beat[0]
-                if stalled > limit and not reported:
-                    reported = True
-                    frame = sys._current_frames().get(main_id)
-                    where = _describe_frame(frame)
-                    log.error("event loop blocked for %.1f s (an agent that never awaits?) at %s", stalled, where)
-                    self.counters["loop_stalls"] = self.counters.get("loop_stalls", 0) + 1
-                elif stalled <= limit:
-                    reported = False
-
-        thread = threading.Thread(target=watch, name="callengine-loop-watchdog", daemon=True)
-        thread.start()
         try:
-            while True:
-                beat[0] = time.monotonic()
-                await trio.sleep(limit / 4)
+            async with trio.open_nursery() as nursery:
+                # the summary and the slot do not wait for an agent that refuses to exit
+                nursery.start_soon(on_closed)
+                try:
+                    await session.run()
+                finally:
+                    watch.cancel()
+                    record_end()
         finally:
-            stop.set()
-
-
-def _describe_frame(frame) -> str:
-    parts = []
-    while frame is not None and len(parts) < 4:
-        parts.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        frame = frame.f_back
-    return " <- ".join(parts) or "unknown"
-
-
-def _header(request: UpgradeRequest, name: str) -> str | None:
-    want = name.lower().encode()
-    for key, value in request.headers:
-        if key.lower() == want:
-            return value.decode("latin-1")
-    return None
+            self._sessions.remove(session)
 
 
 def _peer_name(stream: Any) -> str:
@@ -414,7 +446,7 @@ async def serve(agent: Agent, *, host: str = "127.0.0.1", port: int = 8080, conf
     """Serve ``agent`` on ``host:port`` until cancelled.
 
     ``options`` are :class:`ServerConfig` fields (``token``, ``max_calls``, ``certfile``...).
-    With ``nursery.start(serve, agent, port=0)`` the started value is the bound port.
+    ``await nursery.start(functools.partial(serve, agent, port=0))`` returns the bound port.
     """
     if config is None:
         config = ServerConfig(host=host, port=port, **options)

@@ -1,0 +1,82 @@
+"""Which provider a WebSocket upgrade request is for, and whether it may connect: the
+shared token (path segment, ``token`` query parameter, ``Authorization: Bearer`` or
+``X-Callengine-Token``, compared in constant time), then the path (``/awaaz``,
+``/knowlarity`` with any prefix and trailing parts, or a detection path)."""
+
+from __future__ import annotations
+
+import hmac
+import urllib.parse
+from typing import TYPE_CHECKING
+
+from .protocols.registry import CODECS, provider_from_path
+from .redact import redact_path
+
+if TYPE_CHECKING:
+    from .call.websocket import UpgradeRequest
+    from .server import ServerConfig
+
+__all__ = ["Rejection", "route", "shown_path"]
+
+
+class Rejection(Exception):
+    """Answer the upgrade request with HTTP ``status``."""
+
+    def __init__(self, status: int, reason: str, *, token_unknown: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.token_unknown = token_unknown  # no token found: any path segment may be a wrong one
+
+
+def route(config: "ServerConfig", request: "UpgradeRequest") -> str | None:
+    """The provider (None: detect it from the first message) or :class:`Rejection`
+    (401 no token, 403 wrong token, 404 unknown path)."""
+    parsed = urllib.parse.urlsplit(request.path)
+    segments = [s for s in (parsed.path or "/").split("/") if s]
+    token = config.token
+    if token is not None:
+        query = urllib.parse.parse_qs(parsed.query)
+        offered = header(request, "x-callengine-token")
+        auth = header(request, "authorization")
+        if offered is None and auth and auth.lower().startswith("bearer "):
+            offered = auth[7:].strip()
+        if offered is None and "token" in query:
+            offered = query["token"][0]
+        token_segment = None
+        if offered is None:
+            for seg in segments:
+                if hmac.compare_digest(seg.encode(), token.encode()):
+                    token_segment = seg
+                    break
+            if token_segment is None:
+                raise Rejection(401, "missing or unknown token", token_unknown=True)
+            offered = token_segment
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            raise Rejection(403, "wrong token")
+        segments = [s for s in segments if s != token_segment]
+    bare = "/" + "/".join(segments)
+    if config.provider is not None:
+        return config.provider
+    provider = provider_from_path(bare)
+    if provider is not None:
+        return provider
+    if bare in config.detect_paths or bare.rstrip("/") in config.detect_paths:
+        return None
+    raise Rejection(404, "unknown path: use /awaaz or /knowlarity")
+
+
+def shown_path(config: "ServerConfig", target: str, *, token_unknown: bool = False) -> str:
+    """``target`` as logs and reports show it: the token, right or wrong, masked. With
+    ``token_unknown`` (a token is required and none was found), every segment but the
+    provider names and the detection paths' segments is masked."""
+    keep = list(CODECS) + [seg for p in config.detect_paths for seg in p.split("/") if seg]
+    return redact_path(target, config.token, keep=keep, unknown_segments=token_unknown and config.token is not None)
+
+
+def header(request: "UpgradeRequest", name: str) -> str | None:
+    want = name.lower().encode()
+    for key, value in request.headers:
+        if key.lower() == want:
+            return value.decode("latin-1")
+    return None
