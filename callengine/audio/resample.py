@@ -233,6 +233,55 @@ def _kaiser_beta(attenuation_db: float) -> float:
     return 0.0
 
 
+_DESIGNS: dict[tuple, np.ndarray] = {}
+_DESIGNS_MAX_ENTRIES = 1 << 23  # coefficients kept across all cached tables (64 MiB)
+
+
+def _design(up: int, down: int, half: int, cutoff: float, attenuation_db: float) -> np.ndarray | None:
+    """:func:`_design_table`, cached while the cached tables stay small: an awkward ratio
+    such as 44100 -> 16000 (160/441) takes milliseconds to design, which would otherwise be
+    spent at every call start."""
+    key = (up, down, half, cutoff, attenuation_db)
+    table = _DESIGNS.get(key)
+    if table is None:
+        table = _design_table(*key)
+        if table is not None and sum(t.size for t in _DESIGNS.values()) + table.size <= _DESIGNS_MAX_ENTRIES:
+            _DESIGNS[key] = table
+    return table
+
+
+def _design_table(up: int, down: int, half: int, cutoff: float, attenuation_db: float) -> np.ndarray | None:
+    """The per-cycle table of a PolyphaseResampler (read-only: resamplers of one design share
+    it), or None when it would exceed _MAX_TABLE.
+
+    Column r holds the taps of output r of each cycle of L outputs. A cycle of L outputs
+    consumes M inputs. Cycle c's outputs all read inputs from ``c*M - P + 1`` to
+    ``c*M + P + M - 2`` (``W = 2P + M - 1`` of them), so one matrix product of the input
+    windows (one per cycle, M samples apart) with this ``W x L`` table yields whole cycles.
+    Input ``k`` of the window is ``t = r*M/L + P - 1 - k`` input samples before output r;
+    the tap is the windowed sinc at ``t`` (zero for ``|t| >= P``). ``cutoff`` is the -6 dB
+    point in cycles per input sample.
+    """
+    L, M, P = up, down, half
+    width = 2 * P + M - 1
+    if width * L > _MAX_TABLE:
+        return None
+    t = np.arange(L)[None, :] * (M / L) + (P - 1) - np.arange(width)[:, None]
+    inside = np.abs(t) < P
+    u = np.where(inside, t / P, 0.0)
+    beta = _kaiser_beta(attenuation_db)
+    window = np.i0(beta * np.sqrt(np.maximum(1.0 - u * u, 0.0))) / np.i0(beta)
+    taps = np.where(inside, 2 * cutoff * np.sinc(2 * cutoff * t) * window, 0.0)
+    # Integer coefficients, each column summing to exactly 2**_COEF_BITS (unity DC gain);
+    # the rounding residue goes to the column's largest tap.
+    coefs = np.rint(taps / taps.sum(axis=0) * _COEF_SCALE)
+    cols = np.arange(L)
+    coefs[np.argmax(np.abs(taps), axis=0), cols] += _COEF_SCALE - coefs.sum(axis=0)
+    assert np.abs(coefs).sum(axis=0).max() * 32768 < 2.0**53  # exact float64 sums
+    coefs.setflags(write=False)
+    return coefs
+
+
 class PolyphaseResampler:
     """Low-latency streaming resampler for rational ratios: a polyphase windowed-sinc FIR in numpy.
 
@@ -292,39 +341,15 @@ class PolyphaseResampler:
             half = int(taps_per_phase) // 2
         self._half = half  # P
         self.taps_per_phase = 2 * half
-        self._coefs = None if self.passthrough else self._design((f_pass + f_stop) / 2 / self.in_rate)
+        self._coefs = None
+        if not self.passthrough:
+            self._coefs = _design(self.up, self.down, half, (f_pass + f_stop) / 2 / self.in_rate, self.attenuation_db)
+            if self._coefs is None:
+                raise ValueError(
+                    f"{self.in_rate} -> {self.out_rate} Hz reduces to {self.up}/{self.down}: too many phases for "
+                    "PolyphaseResampler; use StreamResampler (soxr)"
+                )
         self.reset()
-
-    def _design(self, cutoff: float) -> np.ndarray:
-        """The per-cycle table: column r holds the taps of output r of each cycle of L outputs.
-
-        A cycle of L outputs consumes M inputs. Cycle c's outputs all read inputs from
-        ``c*M - P + 1`` to ``c*M + P + M - 2`` (``W = 2P + M - 1`` of them), so one matrix
-        product of the input windows (one per cycle, M samples apart) with this ``W x L``
-        table yields whole cycles. Input ``k`` of the window is ``t = r*M/L + P - 1 - k``
-        input samples before output r; the tap is the windowed sinc at ``t`` (zero for
-        ``|t| >= P``). ``cutoff`` is the -6 dB point in cycles per input sample.
-        """
-        L, M, P = self.up, self.down, self._half
-        width = 2 * P + M - 1
-        if width * L > _MAX_TABLE:
-            raise ValueError(
-                f"{self.in_rate} -> {self.out_rate} Hz reduces to {L}/{M}: too many phases for "
-                "PolyphaseResampler; use StreamResampler (soxr)"
-            )
-        t = np.arange(L)[None, :] * (M / L) + (P - 1) - np.arange(width)[:, None]
-        inside = np.abs(t) < P
-        u = np.where(inside, t / P, 0.0)
-        beta = _kaiser_beta(self.attenuation_db)
-        window = np.i0(beta * np.sqrt(np.maximum(1.0 - u * u, 0.0))) / np.i0(beta)
-        taps = np.where(inside, 2 * cutoff * np.sinc(2 * cutoff * t) * window, 0.0)
-        # Integer coefficients, each column summing to exactly 2**_COEF_BITS (unity DC gain);
-        # the rounding residue goes to the column's largest tap.
-        coefs = np.rint(taps / taps.sum(axis=0) * _COEF_SCALE)
-        cols = np.arange(L)
-        coefs[np.argmax(np.abs(taps), axis=0), cols] += _COEF_SCALE - coefs.sum(axis=0)
-        assert np.abs(coefs).sum(axis=0).max() * 32768 < 2.0**53  # exact float64 sums
-        return coefs
 
     def __repr__(self) -> str:
         return (
@@ -350,7 +375,7 @@ class PolyphaseResampler:
 
     @property
     def taps(self) -> np.ndarray:
-        """The filter as numbers: the ``W x L`` per-cycle table of ``_design``, unity DC gain per column."""
+        """The filter as numbers: the ``W x L`` per-cycle table of :func:`_design_table`, unity DC gain per column."""
         if self._coefs is None:
             return np.ones((1, 1))
         return self._coefs / _COEF_SCALE

@@ -576,14 +576,17 @@ class SileroVad(VoiceActivityDetector):
         many it built (0 when the pool already had them).
 
         ``sample_rate`` is the rate of the audio the detectors will get: a rate Silero
-        cannot take warms the 16 kHz pool, which is what :func:`make_vad` uses for it. Costs
-        tens of milliseconds per model built: call it at start-up, or from a worker thread.
+        cannot take warms the 16 kHz pool, which is what :func:`make_vad` uses for it, and
+        the resampler's filter design. Costs tens of milliseconds per model built: call it
+        at start-up, or from a worker thread.
         """
         _silero_module()
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        rate = sample_rate if sample_rate in cls.RATES else RESAMPLE_RATE
-        return _SILERO_POOL.fill(rate, n)
+        if sample_rate in cls.RATES:
+            return _SILERO_POOL.fill(sample_rate, n)
+        StreamResampler(sample_rate, RESAMPLE_RATE, low_latency=True)  # designs (and caches) its filter
+        return _SILERO_POOL.fill(RESAMPLE_RATE, n)
 
     @classmethod
     def pooled(cls, sample_rate: int) -> int:
