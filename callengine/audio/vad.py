@@ -18,12 +18,12 @@ Two layers, both streaming and both sans-IO:
 Timestamps are sample offsets at the detector's ``sample_rate`` so the engine can measure
 onset latency exactly; the ``*_seconds`` properties convert them.
 
-Detectors hold resources only Silero needs: :meth:`VoiceActivityDetector.close` gives its
-model back to a process-wide pool (a no-op for the others), and :meth:`SileroVad.prewarm`
-fills that pool ahead of calls.
+Close a detector when its stream ends: :meth:`VoiceActivityDetector.close` gives a Silero
+model back to a process-wide pool (for the others it does nothing), and
+:meth:`SileroVad.prewarm` fills that pool ahead of calls.
 
-This module imports numpy and attrs only; the optional detectors import their packages when
-they are constructed.
+This module imports numpy, attrs and :mod:`.resample` (soxr); the optional detectors import
+their packages when they are constructed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import attrs
 import numpy as np
 
 from .pcm import float_to_int16
-from .resample import PolyphaseResampler, StreamResampler
+from .resample import StreamResampler
 
 __all__ = [
     "VadFrame",
