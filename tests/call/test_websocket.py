@@ -28,6 +28,7 @@ from wsproto.events import (
     TextMessage,
 )
 
+from callengine.call import websocket as websocket_module
 from callengine.call.transport import TransportClosed
 from callengine.call.websocket import HandshakeFailed, UpgradeRequest, WebSocketConnection, read_upgrade_request
 
@@ -1031,8 +1032,8 @@ async def test_on_a_socket_a_flood_of_ready_data_still_lets_other_tasks_run(monk
         for _ in range(n):
             assert await conn.get_message() == bytes(500)
         nursery.cancel_scope.cancel()
-    # about 120 reads of 256 bytes found data waiting: the reader yielded every
-    # READS_BETWEEN_YIELDS of them, and only then did the other task get to run
+    # about 120 reads of 256 bytes found data waiting: each counts READ_WORK (8) units of
+    # the reader's budget of 64, and only when it yields does the other task get to run
     assert other_ran >= 10  # (30 KB / 256 B) / 8 = about 15 yields; none without them
 
 
@@ -1047,3 +1048,364 @@ async def test_on_a_socket_a_send_cancelled_while_waiting_to_write_breaks_the_st
     assert trio.current_time() == 1  # no close frame was sent, none waited for
     data = await client.read_to_eof()
     assert 0 < len(data) < 8 << 20 and b"\x88" not in data[-200:]
+
+
+# --- fairness: one peer cannot hold the event loop ----------------------------------------
+#
+# The reader yields once it has done EVENTS_BETWEEN_YIELDS units of work since it last
+# yielded (an event processed, a message handed out, a read that found data at once). A
+# sampler task notes, each time it gets to run, how far the connection has got. trio runs
+# each batch of ready tasks in a random order (reversed half the time), so between two
+# runs of the sampler the reader may have had two turns: at most two budgets' worth.
+
+BUDGET = websocket_module.EVENTS_BETWEEN_YIELDS
+
+
+async def run_sampled(read, probe) -> tuple[object, list[int]]:
+    """``await read()`` while another task samples ``probe()`` whenever it runs."""
+    samples: list[int] = []
+
+    async def sampler():
+        while True:
+            samples.append(probe())
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sampler)
+        result = await read()
+        nursery.cancel_scope.cancel()
+    samples.append(probe())
+    return result, samples
+
+
+def largest_step(samples: list[int]) -> int:
+    return max(b - a for a, b in zip(samples, samples[1:]))
+
+
+async def test_buffered_messages_are_not_all_handed_out_without_a_checkpoint():
+    conn, client = await open_ws()
+    n = 1000
+    await client.send(*[TextMessage(f"m{i}") for i in range(n)])  # one chunk, one read
+    handed_out = 0
+
+    async def read_all():
+        nonlocal handed_out
+        got = []
+        for _ in range(n):
+            got.append(await conn.get_message())
+            handed_out += 1
+        return got
+
+    got, samples = await run_sampled(read_all, lambda: handed_out)
+    assert got == [f"m{i}" for i in range(n)]
+    assert largest_step(samples) <= 2 * BUDGET
+
+
+async def test_a_ping_flood_on_a_socket_yields_every_batch_of_events_not_every_8_reads(socket_stream_pair):
+    conn, client = await open_ws(socket_stream_pair)
+    n = 5000  # 50 KB: one or two reads on the descriptor, each finding data at once
+    await client.send(*[Ping(str(i).encode()) for i in range(n)], TextMessage("end"))
+    got, samples = await run_sampled(conn.get_message, lambda: conn.pings_received)
+    assert got == "end"
+    assert conn.pings_received == n
+    assert largest_step(samples) <= 2 * BUDGET
+
+
+async def test_the_pings_of_a_batch_get_one_pong_for_the_latest():
+    conn, client = await open_ws()
+    n = 1000
+    await client.send(*[Ping(str(i).encode()) for i in range(n)], TextMessage("end"))
+    assert await conn.get_message() == "end"  # every batch's pong is out before it
+    await conn.send_message("marker")
+    pongs = []
+    while not isinstance(event := await client.next_event(), TextMessage):
+        assert isinstance(event, Pong)
+        pongs.append(int(event.payload))
+    assert event.data == "marker"
+    assert 1 <= len(pongs) <= 2 * (n // BUDGET + 1)  # one per batch of at most BUDGET events
+    assert pongs == sorted(set(pongs)) and pongs[-1] == n - 1  # each for its batch's latest
+    stats = conn.statistics()
+    assert (stats["pings_received"], stats["pongs_sent"]) == (n, len(pongs))
+    assert stats["control_frames_received"] == n and stats["messages_received"] == 1
+
+
+async def test_one_frame_per_read_costs_no_extra_trip_through_the_scheduler(socket_stream_pair):
+    """The common case, a 20 ms media frame per read: the reader wakes when the frame
+    arrives and runs until it waits for the next one, one task step per frame."""
+    conn, client = await open_ws(socket_stream_pair)
+    n = 20
+
+    class ReaderSteps(trio.abc.Instrument):
+        task = None
+        steps = 0
+
+        def before_task_step(self, task):
+            if task is self.task:
+                self.steps += 1
+
+    counter = ReaderSteps()
+    got = []
+
+    async def reader(task_status=trio.TASK_STATUS_IGNORED):
+        counter.task = trio.lowlevel.current_task()
+        task_status.started()
+        for _ in range(n):
+            got.append(await conn.get_message())
+
+    trio.lowlevel.add_instrument(counter)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader)
+            for i in range(n):
+                await client.send(BytesMessage(bytes([i]) * 320))
+                await wait_all_tasks_blocked()  # the reader has it and waits for the next
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert got == [bytes([i]) * 320 for i in range(n)]
+    assert counter.steps <= n + 2
+
+
+async def test_the_other_peers_control_frames_are_counted():
+    conn, client = await open_ws()
+    await client.send(Ping(b"a"), Pong(b"b"), TextMessage("x"), BytesMessage(b"y"), Pong(b"c"), CloseConnection(code=1000))
+    assert await conn.get_message() == "x"
+    assert await conn.get_message() == b"y"
+    with pytest.raises(TransportClosed):
+        await conn.get_message()
+    assert conn.statistics() == {
+        "messages_received": 2,
+        "control_frames_received": 4,
+        "pings_received": 1,
+        "pongs_received": 2,
+        "pongs_sent": 0,  # the ping's pong was due in the batch that also held the close
+        "pings_sent": 0,
+    }
+
+
+# --- bytes the client sent right behind its upgrade request ---------------------------
+
+
+async def test_frames_sent_in_the_same_write_as_the_upgrade_request_are_the_first_messages(autojump_clock):
+    server_stream, client_stream = memory_stream_pair()
+    await client_stream.send_all(raw_request() + masked_frame(0x1, b"first") + masked_frame(0x2, b"second"))
+    req = await read_upgrade_request(server_stream)
+    conn = await req.accept()
+    with trio.fail_after(5):
+        assert await conn.get_message() == "first"
+        assert await conn.get_message() == b"second"
+    assert http_status(bytes(await client_stream.receive_some(65536))) == 101
+
+
+async def test_on_a_socket_a_frame_in_the_request_segment_is_the_first_message(autojump_clock, socket_stream_pair):
+    server_stream, client_stream = socket_stream_pair()
+    await client_stream.send_all(raw_request() + masked_frame(0x1, b'{"event":"start"}'))
+    conn = await (await read_upgrade_request(server_stream)).accept()
+    with trio.fail_after(5):
+        assert await conn.get_message() == '{"event":"start"}'
+    await client_stream.send_all(masked_frame(0x1, b"then"))
+    assert await conn.get_message() == "then"
+
+
+# --- a close reply the reader could not send ------------------------------------------
+
+
+async def _peer_close_with_the_reply_cancelled(conn: WebSocketConnection, client: Client) -> None:
+    """The writer holds the send flag (the client is not reading); the client closes; the
+    reader, waiting for the flag to send the reply, is cancelled; then the writer ends."""
+    big = bytes(200 * 1024)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.send_message, big)  # lockstep: blocks until the client reads
+        await wait_all_tasks_blocked()
+        reader_scope = trio.CancelScope()
+
+        async def reader():
+            with reader_scope:
+                await conn.get_message()
+
+        nursery.start_soon(reader)
+        await client.send(CloseConnection(code=4000, reason="done"))  # returns once read
+        await wait_all_tasks_blocked()  # the reader waits for the flag
+        reader_scope.cancel()
+        assert await client.next_message() == big
+    assert conn.closed is not None and conn.closed.code == 4000
+
+
+async def test_aclose_sends_the_close_reply_a_cancelled_reader_did_not():
+    conn, client = await open_ws(lockstep_stream_pair)
+    await _peer_close_with_the_reply_cancelled(conn, client)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.aclose)
+        reply = await client.next_event()
+        assert isinstance(reply, CloseConnection), reply
+        assert (reply.code, reply.reason) == (4000, "done")
+        assert await client.next_event() == EOF
+
+
+async def test_the_next_get_message_sends_the_close_reply_a_cancelled_reader_did_not(autojump_clock):
+    conn, client = await open_ws(lockstep_stream_pair)
+    await _peer_close_with_the_reply_cancelled(conn, client)
+
+    async def reader():
+        with pytest.raises(TransportClosed) as info:
+            await conn.get_message()
+        assert info.value.code == 4000
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        with trio.fail_after(5):
+            reply = await client.next_event()
+        assert isinstance(reply, CloseConnection) and reply.code == 4000
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.aclose)
+        assert await client.next_event() == EOF  # the reply once, nothing more
+
+
+async def test_aclose_does_not_wait_for_a_reply_it_could_no_longer_parse(autojump_clock):
+    conn, client = await open_ws()
+
+    async def client_side():
+        assert isinstance(await client.next_event(), CloseConnection)
+        await client.send_raw(masked_frame(0x1, b"x", mask=False))  # wsproto stops parsing here
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client_side)
+        with trio.move_on_after(30) as scope:
+            await conn.aclose(1000)
+    assert not scope.cancelled_caught
+
+
+# --- liveness: pings sent by the writer, and the kernel's unsent bytes ------------------
+
+
+async def test_a_pong_answers_the_ping_it_names_and_every_one_before(autojump_clock):
+    conn, client = await open_ws()
+    assert conn.ping_outstanding_since is None and conn.pongs_received == 0
+    for _ in range(3):
+        await conn.send_ping()
+        await trio.sleep(1)
+    assert [(await client.next_event()).payload for _ in range(3)] == [b"1", b"2", b"3"]
+    assert conn.ping_outstanding_since == 0  # the first one's time
+
+    async def pong(payload: bytes) -> None:
+        await client.send(Pong(payload), TextMessage("sync"))
+        assert await conn.get_message() == "sync"
+
+    await pong(b"2")
+    assert conn.ping_outstanding_since == 2  # the third ping, sent at 2 s
+    await pong(b"1")  # late: for a ping already answered
+    assert conn.ping_outstanding_since == 2
+    await pong(b"3")
+    assert conn.ping_outstanding_since is None
+    await pong(b"3")  # nothing outstanding: ignored
+    assert conn.ping_outstanding_since is None
+    assert conn.pongs_received == 4
+    assert conn.statistics()["pings_sent"] == 3
+
+
+@pytest.mark.parametrize("payload", [b"", b"heartbeat", b"99"], ids=["empty", "not-ours", "never-sent"])
+async def test_a_pong_with_an_unknown_payload_answers_every_outstanding_ping(autojump_clock, payload):
+    conn, client = await open_ws()
+    await conn.send_ping()
+    await conn.send_ping()
+    await client.send(Pong(payload), TextMessage("sync"))
+    assert await conn.get_message() == "sync"
+    assert conn.ping_outstanding_since is None
+
+
+async def test_send_ping_does_nothing_once_the_connection_is_closing():
+    conn, client = await open_ws()
+    await client.send(CloseConnection(code=1000))
+    with pytest.raises(TransportClosed):
+        await conn.get_message()
+    await conn.send_ping()
+    assert conn.ping_outstanding_since is None
+    await conn.aclose()
+    await conn.send_ping()
+    assert isinstance(await client.next_event(), CloseConnection)
+    assert await client.next_event() == EOF  # no ping on the wire
+    assert conn.statistics()["pings_sent"] == 0
+
+
+async def test_send_ping_waits_for_a_pong_in_progress():
+    conn, client = await open_ws(lockstep_stream_pair)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.get_message)
+        await client.send(Ping(b"p" * 125), TextMessage("end"))
+        await wait_all_tasks_blocked()  # the reader is sending the pong; the client is not reading
+        nursery.start_soon(conn.send_ping)
+        await wait_all_tasks_blocked()
+        assert await client.next_event() == Pong(b"p" * 125)
+        assert await client.next_event() == Ping(b"1")
+
+
+async def test_send_ping_cancelled_part_way_breaks_the_stream_like_send_message(autojump_clock):
+    conn, client, stalling = await open_stalling_ws()
+    stalling.stall_after(1)
+    with trio.move_on_after(1) as scope:
+        await conn.send_ping()
+    assert scope.cancelled_caught
+    with pytest.raises(TransportClosed):
+        await conn.send_message("not into a half-written frame")
+
+
+@pytest.fixture
+async def tcp_pair(nursery):
+    """(server, client) trio.SocketStreams over TCP loopback; the client's receive buffer
+    is small, so a server that sends much soon has bytes the kernel cannot send yet."""
+    made = []
+
+    async def make() -> tuple[trio.SocketStream, trio.SocketStream]:
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        sock = trio.socket.socket()
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 32768)
+        await sock.connect(listener.socket.getsockname())
+        server = await listener.accept()
+        await listener.aclose()
+        made.extend((server, trio.SocketStream(sock)))
+        return made[-2], made[-1]
+
+    yield make
+    for stream in made:
+        await stream.aclose()
+
+
+async def test_unsent_bytes_over_tcp_rise_while_the_peer_does_not_read_and_fall_when_it_does(tcp_pair):
+    server_stream, client_stream = await tcp_pair()
+    conn, client = await open_ws(lambda: (server_stream, client_stream))
+    assert conn.unsent_bytes() == 0
+    big = bytes(8 << 20)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.send_message, big)
+            while not conn.unsent_bytes():
+                await trio.sleep(0.001)
+            assert await client.next_message() == big
+        while conn.unsent_bytes():
+            await trio.sleep(0.001)
+    assert conn.unsent_bytes() == 0
+    await conn.stream.aclose()
+    assert conn.unsent_bytes() is None
+
+
+async def test_unsent_bytes_of_a_tls_stream_come_from_its_tcp_socket(tcp_pair):
+    import ssl
+
+    from wsproto.connection import Connection
+
+    server_stream, _ = await tcp_pair()
+    tls = trio.SSLStream(server_stream, ssl.create_default_context(), server_hostname="engine.example")
+    conn = WebSocketConnection(tls, Connection(ConnectionType.SERVER))
+    assert conn.unsent_bytes() == 0
+
+
+async def test_unsent_bytes_is_none_in_memory_and_on_a_unix_socket_and_decided_once(monkeypatch, socket_stream_pair):
+    from callengine.call import sockio
+
+    conn, _ = await open_ws()
+    assert conn.unsent_bytes() is None
+    calls = []
+    real_ioctl = sockio.fcntl.ioctl
+    monkeypatch.setattr(sockio.fcntl, "ioctl", lambda *args: calls.append(args) or real_ioctl(*args))
+    conn, _ = await open_ws(socket_stream_pair)  # AF_UNIX: the kernel does not say
+    assert [conn.unsent_bytes() for _ in range(3)] == [None, None, None]
+    assert len(calls) == 1
