@@ -16,8 +16,8 @@ Nothing is sent after the end.
 
 from __future__ import annotations
 
-import contextvars
 import logging
+import os
 from collections import deque
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -35,6 +35,7 @@ from .bargein import Analyzer, run_bargein
 from .causes import CallReport, CallStatistics, ControlKind, Counters, EndCause
 from .config import CallConfig
 from .inbox import Inbox
+from .logcontext import current_call, install_record_factory
 from .playout import MarkPoint, MarkState, Playout
 from .port import AgentPort, ClosedPort
 from .reader import Reader, TokenBucket, log_unknown
@@ -48,9 +49,7 @@ log = logging.getLogger("callengine.call")
 
 Agent = Callable[[Call], Awaitable[Any]]
 
-#: The label ("provider:call_id") of the call whose agent is running in this context; the
-#: log formatter reads it, so an agent's own log lines name their call.
-current_call: contextvars.ContextVar[str] = contextvars.ContextVar("callengine_call", default="")
+install_record_factory()  # log records carry the call they belong to (record.call)
 
 
 class CallSession:
@@ -144,7 +143,8 @@ class CallSession:
         return self._agent_stuck
 
     def agent_location(self) -> str:
-        """Where the agent's task is waiting now (innermost frames first), or "not running"."""
+        """Where the agent's task is waiting now: its innermost frames outside trio, or
+        "not running"."""
         task = self._agent_task
         if task is None or self._agent_done.is_set():
             return "not running"
@@ -152,10 +152,10 @@ class CallSession:
         coro: Any = task.coro
         while coro is not None:
             frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if frame is not None:
+            if frame is not None and not _is_trio(frame.f_code.co_filename):
                 frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
             coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        return " <- ".join(reversed(frames[-4:])) or "unknown"
+        return " <- ".join(reversed(frames[-3:])) or "unknown"
 
     def statistics(self) -> CallStatistics:
         c = self.counters
@@ -266,6 +266,7 @@ class CallSession:
             wire_rate=wire_rate,
         )
         label = self.label
+        current_call.set(label)  # the call's tasks inherit it: their log records name the call
         detector = await self._make_vad(wire_rate)
         onsets_send, onsets_recv = trio.open_memory_channel[float](1)
         self._onsets_send = onsets_send
@@ -331,7 +332,8 @@ class CallSession:
         energy VAD with a warning: a missing extra never costs a call."""
         name = self.config.vad
         try:
-            if name == "energy":
+            if name == "energy" or not _real_clock():
+                # on a test clock a thread would let virtual time run ahead of the call
                 return make_vad(name, sample_rate=wire_rate)
             return await trio.to_thread.run_sync(lambda: make_vad(name, sample_rate=wire_rate))
         except (ImportError, ValueError) as exc:
@@ -390,6 +392,8 @@ class CallSession:
         exc: BaseException = leaves[0] if len(leaves) == 1 else group
         self.agent_error = repr(exc)
         log.error("call %s: agent raised %r", self.label, exc, exc_info=exc)
+        if trio.current_effective_deadline() == float("-inf"):
+            return  # it raised in its cleanup while the call was ending for another reason
         self._end(EndCause.AGENT_ERROR, CloseCode.INTERNAL_ERROR, f"agent error: {type(exc).__name__}")
 
     async def _watch_agent(self) -> None:
@@ -491,6 +495,17 @@ class CallSession:
         self._analyzer = None
         self._port = None
         self._writer = None
+
+
+_TRIO_DIR = os.path.dirname(trio.__file__)
+
+
+def _real_clock() -> bool:
+    return type(trio.lowlevel.current_clock()).__name__ == "SystemClock"
+
+
+def _is_trio(filename: str) -> bool:
+    return filename.startswith(_TRIO_DIR)
 
 
 def _ignore_mark(mark: MarkPoint) -> None:

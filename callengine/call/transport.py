@@ -11,6 +11,7 @@ in-process simulated provider.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Protocol, Union, runtime_checkable
 
 import trio
@@ -60,13 +61,17 @@ class MemoryTransport:
     def __init__(self, name: str, buffer: float) -> None:
         self.name = name
         self._buffer = buffer
-        self._peer: MemoryTransport | None = None
+        self._peer_ref: weakref.ref[MemoryTransport] | None = None  # weak: no cycle between the ends
         self._send_chan: trio.MemorySendChannel[WireMessage] | None = None
         self._recv_chan: trio.MemoryReceiveChannel[WireMessage] | None = None
         self.close_code: int | None = None  # the code this end closed with (or received)
         self.close_reason: str | None = None
         self.closed = False
         self.sent: list[WireMessage] = []  # what this end sent, for tests
+
+    @property
+    def _peer(self) -> MemoryTransport | None:
+        return self._peer_ref() if self._peer_ref is not None else None
 
     def _closed_error(self) -> TransportClosed:
         return TransportClosed(self.close_code, self.close_reason)
@@ -132,7 +137,7 @@ def memory_transport_pair(buffer: float = math.inf) -> tuple[MemoryTransport, Me
     b_to_a_send, b_to_a_recv = trio.open_memory_channel[WireMessage](buffer)
     a._send_chan, b._recv_chan = a_to_b_send, a_to_b_recv
     b._send_chan, a._recv_chan = b_to_a_send, b_to_a_recv
-    a._peer, b._peer = b, a
+    a._peer_ref, b._peer_ref = weakref.ref(b), weakref.ref(a)
     return a, b
 
 
