@@ -62,7 +62,8 @@ WireMessage = Union[str, bytes]
 ABNORMAL_CLOSURE = 1006
 MESSAGE_TOO_BIG = 1009
 RECEIVE_SIZE = 65536
-#: units of work (events processed, messages handed out) after which the reader yields
+#: units of work (an event processed, a message handed out, a read) after which the
+#: reader yields
 EVENTS_BETWEEN_YIELDS = 64
 #: a read that found data at once counts as this many units: a syscall and up to 64 KiB
 #: for wsproto to unmask cost about as much as that many small events
@@ -174,8 +175,14 @@ class WebSocketConnection:
         none left), send what the batch owes the peer, and yield if the budget is spent.
         Cancellation loses nothing: unprocessed events and owed frames stay for the next call."""
         if self._events is None:
+            sock = self._sock
             try:
-                data = await self._recv_some()
+                if sock is None:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                    self._work = READ_WORK  # a stream's receive is a checkpoint
+                else:
+                    data, waited = await sockio.receive_some(sock, RECEIVE_SIZE)
+                    self._work = READ_WORK if waited else self._work + READ_WORK
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._connection_lost("connection lost")
                 return
@@ -193,7 +200,7 @@ class WebSocketConnection:
     def _process_events(self) -> None:
         """Consume events up to what is left of the budget: messages into the queue; note
         the latest ping and the close frame owed (sent by :meth:`_flush`)."""
-        budget = max(1, EVENTS_BETWEEN_YIELDS - self._work)
+        budget = EVENTS_BETWEEN_YIELDS - self._work  # at least one event is processed
         n = 0
         limit = self.max_message_size
         for event in self._events:
@@ -293,16 +300,6 @@ class WebSocketConnection:
         self._lost = True
         if self._closed is None:
             self._closed = TransportClosed(ABNORMAL_CLOSURE, reason)
-
-    async def _recv_some(self) -> bytes:
-        sock = self._sock
-        if sock is None:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-            self._work = READ_WORK  # a stream's receive is a checkpoint
-            return data
-        data, waited = await sockio.receive_some(sock, RECEIVE_SIZE)
-        self._work = READ_WORK if waited else self._work + READ_WORK
-        return data
 
     # --- liveness -------------------------------------------------------------------------
 
