@@ -49,6 +49,9 @@ log = logging.getLogger("callengine.call")
 
 Agent = Callable[[Call], Awaitable[Any]]
 
+#: how long the close handshake may take with a provider that stopped reading
+_STALLED_CLOSE_S = 0.05
+
 install_record_factory()  # log records carry the call they belong to (record.call)
 
 
@@ -456,7 +459,10 @@ class CallSession:
             self._onsets_send.close()
         state.ended.set()
         code = state.close_code
-        with trio.move_on_after(self.config.close_timeout_s, shield=True):
+        # a provider that stopped reading will not read our close frame either: do not wait
+        # for its reply
+        close_timeout = _STALLED_CLOSE_S if state.end_cause is EndCause.SEND_TIMEOUT else self.config.close_timeout_s
+        with trio.move_on_after(close_timeout, shield=True):
             try:
                 # the peer closed or dropped (no code): just release our side
                 await self.transport.aclose(code if code is not None else CloseCode.NORMAL, state.close_reason[:120] if code is not None else None)
