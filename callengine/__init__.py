@@ -18,6 +18,50 @@ An agent is any async callable taking a :class:`Call`::
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from .call.api import Call as Call
+    from .call.api import CallInfo as CallInfo
+    from .call.api import CallEnded as CallEnded
+    from .call.api import PlaybackWriter as PlaybackWriter
+    from .call.config import CallConfig as CallConfig
+    from .call.handles import Playback as Playback
+    from .call.handles import MarkHandle as MarkHandle
+    from .call.handles import MarkState as MarkState
+    from .call.session import CallSession as CallSession
+    from .call.session import run_call as run_call
+    from .call.causes import CallReport as CallReport
+    from .call.causes import CallStatistics as CallStatistics
+    from .call.causes import EndCause as EndCause
+    from .call.causes import ControlKind as ControlKind
+    from .call.transport import Transport as Transport
+    from .call.transport import TransportClosed as TransportClosed
+    from .call.transport import MemoryTransport as MemoryTransport
+    from .call.transport import WebSocketTransport as WebSocketTransport
+    from .call.transport import memory_transport_pair as memory_transport_pair
+    from .call.websocket import WebSocketConnection as WebSocketConnection
+    from .call.websocket import read_upgrade_request as read_upgrade_request
+    from .server import serve as serve
+    from .server import CallServer as CallServer
+    from .server import ServerConfig as ServerConfig
+    from .errors import CallEngineError as CallEngineError
+    from .errors import ProtocolError as ProtocolError
+    from .errors import RemoteProtocolError as RemoteProtocolError
+    from .errors import LocalProtocolError as LocalProtocolError
+    from .errors import UnsupportedCommand as UnsupportedCommand
+    from .errors import CloseCode as CloseCode
+    from .events import CallerAudio as CallerAudio
+    from .events import Dtmf as Dtmf
+    from .events import SpeechStarted as SpeechStarted
+    from .events import SpeechEnded as SpeechEnded
+    from .events import BargeIn as BargeIn
+    from .events import MarkReached as MarkReached
+    from .events import MarkCleared as MarkCleared
+    from .events import PlaybackResult as PlaybackResult
+
+
+
 # The names below are imported on first use (PEP 562), so that ``import callengine.events``,
 # ``callengine.audio`` or ``callengine.protocols`` never pulls in trio: those layers are
 # sans-IO and must import where trio is not installed.
@@ -63,7 +107,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'callengine' has no attribute {name!r}")

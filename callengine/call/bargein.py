@@ -68,7 +68,7 @@ class Analyzer:
                 inbox.put_event_nowait(Dtmf(key.digit))
         segmenter = self.segmenter
         for seg in segmenter.process(pcm):
-            if type(seg) is SpeechStart:
+            if isinstance(seg, SpeechStart):
                 counters.speech_segments += 1
                 self._barged_this_segment = False
                 inbox.put_event_nowait(SpeechStarted(seg.at_seconds))

@@ -5,6 +5,8 @@ status and a body. The names are importable from ``callengine.call.websocket`` t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
@@ -39,7 +41,7 @@ async def read_upgrade_request(stream: trio.abc.Stream) -> "UpgradeRequest":
         if not data:
             raise HandshakeFailed("connection closed before the upgrade request was complete")
         try:
-            handshake.receive_data(data)
+            handshake.receive_data(bytes(data))
         except RemoteProtocolError as exc:
             hint = exc.event_hint
             if isinstance(hint, RejectConnection):
@@ -59,6 +61,9 @@ def _bytes_after_request(handshake: H11Handshake) -> bytes:
     accessor: they are still in the h11 connection's receive buffer."""
     trailing = getattr(getattr(handshake, "_h11_connection", None), "trailing_data", None)
     return bytes(trailing[0]) if trailing else b""
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketConnection
 
 
 class UpgradeRequest:

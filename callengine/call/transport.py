@@ -41,12 +41,15 @@ class TransportClosed(Exception):
 class Transport(Protocol):
     async def get_message(self) -> WireMessage:
         """Wait for the next message. Raises TransportClosed when the connection is closed."""
+        ...
 
     async def send_message(self, message: WireMessage) -> None:
         """Send one message. Raises TransportClosed when the connection is closed."""
+        ...
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the connection (idempotent)."""
+        ...
 
 
 class MemoryTransport:

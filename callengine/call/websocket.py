@@ -45,7 +45,7 @@ what the peer sent besides data is counted in :meth:`WebSocketConnection.statist
 from __future__ import annotations
 
 from collections import deque
-from typing import Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 import trio
 from wsproto.connection import Connection, ConnectionState
@@ -97,7 +97,7 @@ class WebSocketConnection:
         self._messages: deque[WireMessage] = deque()
         self._parts: list = []  # fragments of the message being received
         self._parts_size = 0
-        self._events = None  # wsproto's events generator, while it may hold more events
+        self._events: Iterator[Any] | None = None  # wsproto's events generator, while it may hold more events
         self._work = 0  # units of work since the reader last yielded
         self._pong_due: bytes | None = None  # the payload of the latest ping not answered
         self._close_due: CloseConnection | None = None  # a close frame we owe, not yet sent
@@ -189,7 +189,7 @@ class WebSocketConnection:
             if not data:
                 self._connection_lost("closed without a close frame")
                 return
-            self._proto.receive_data(data)
+            self._proto.receive_data(bytes(data))
             self._events = self._proto.events()
         self._process_events()
         if self._close_due is not None or self._pong_due is not None:
@@ -203,7 +203,11 @@ class WebSocketConnection:
         budget = EVENTS_BETWEEN_YIELDS - self._work  # at least one event is processed
         n = 0
         limit = self.max_message_size
-        for event in self._events:
+        events = self._events
+        if events is None:
+            return
+        event: Any  # narrowed by type() checks below, which pyright cannot follow
+        for event in events:
             n += 1
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
@@ -290,7 +294,7 @@ class WebSocketConnection:
             self._pong_due = None
             return
         try:
-            sent = await self._send_event(Pong(self._pong_due), control=True)
+            sent = await self._send_event(Pong(self._pong_due or b""), control=True)
         except TransportClosed:
             sent = False
         self._pong_due = None
@@ -355,7 +359,7 @@ class WebSocketConnection:
             raise self._closed_error()
         if not isinstance(message, (str, bytes)):
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
-        await self._send_event(Message(data=message))
+        await self._send_event(Message(data=message))  # pyright: ignore[reportArgumentType]  # str or bytes, checked above
 
     async def _send_event(self, event, *, control: bool = False, ping: int = 0) -> bool:
         """Frame ``event`` and send it. The frame is made only once this task holds the
