@@ -31,7 +31,7 @@ PAUSE_S = 1.0  # silence between two rounds of the prompt
 
 def spoken_prompt() -> tuple[np.ndarray, int]:
     """The bundled recording (Allison Smith, CC BY-SA 3.0; see data/README.md), 8 kHz."""
-    wav = parse_wav(resources.files(__package__).joinpath("data", "prompt.wav").read_bytes())
+    wav = parse_wav(resources.files("callengine.agents").joinpath("data", "prompt.wav").read_bytes())
     return np.frombuffer(wav.pcm, dtype="<i2"), wav.sample_rate
 
 

@@ -216,6 +216,7 @@ class AwaazCodec(CallStateMachine, Codec):
         check_role_and_type(message)
         if is_binary(message):
             raise RemoteProtocolError("awaaz: binary frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
+        assert isinstance(message, str)
         msg = loads_object(message, what="awaaz message")
         event = msg.get("event")
         if not isinstance(event, str) or not event:
@@ -323,6 +324,7 @@ class AwaazCodec(CallStateMachine, Codec):
             raise RemoteProtocolError(
                 f"awaaz: {event} for stream {sid!r:.60}, this stream is {self.stream_sid!r}", CloseCode.PROTOCOL_ERROR
             )
+        result: list[Event]
         if kind == _PLAY:
             result = self._decode_play(msg)
         elif kind == _MARK:

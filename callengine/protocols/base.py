@@ -63,7 +63,7 @@ class Codec:
     """Base class of provider codecs. Subclasses set ``name`` and ``capabilities``."""
 
     name: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities  # a class default; an instance may shadow it when options change it
 
     def __init__(self, role: Role = Role.ENGINE) -> None:
         self.role = role

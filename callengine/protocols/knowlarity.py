@@ -465,7 +465,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
         return self._receive_as_provider(message)
 
     def _receive_as_engine(self, message: WireMessage) -> list[Event]:
-        if is_binary(message):
+        if not isinstance(message, str):
             data = bytes(message)
             if not data:
                 return []  # mod_audio_fork's flush frame at graceful shutdown
@@ -528,6 +528,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
         kind_name = msg.get("type")
         if not isinstance(kind_name, str) or not kind_name:
             raise RemoteProtocolError("knowlarity: command has no \"type\" string", CloseCode.INVALID_PAYLOAD)
+        result: list[Event]
         if kind_name == "playAudio":
             after = self._next_state(_PLAY, local=False)
             result = self._decode_play(msg)
@@ -580,6 +581,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
         else:
             raise LocalProtocolError(f"knowlarity: the engine cannot send {type(command).__name__}")
         after = self._next_state(kind, local=True)
+        out: list[WireMessage]
         if isinstance(command, PlayAudio):
             out = self._encode_play(command)
         elif isinstance(command, Clear):

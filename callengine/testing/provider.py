@@ -294,8 +294,9 @@ class SimulatedProvider:
             for cmd in commands:
                 await self._handle(cmd)
 
-    async def _handle(self, cmd) -> None:
+    async def _handle(self, cmd: Any) -> None:
         now = trio.current_time()
+        assert self.t0 is not None  # set by run() before anything is received
         self.received.append((self.now(), cmd))
         if isinstance(cmd, PlayAudio):
             start = max(now, self.play_end)
@@ -337,6 +338,7 @@ class SimulatedProvider:
             self._note("unknown", cmd.kind)
 
     def _truncate(self, now: float) -> None:
+        assert self.t0 is not None
         t = now - self.t0
         kept = []
         for seg in self.heard:
