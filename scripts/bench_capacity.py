@@ -48,6 +48,8 @@ Definitions printed in the summary:
     python scripts/bench_capacity.py --quick    # a short sanity run (~1 minute)
     python scripts/bench_capacity.py --profile 50    # also profile both servers at 50 calls
     python scripts/bench_capacity.py --pin           # server on CPU 0, load generators on the rest
+    python scripts/bench_capacity.py --servers engine,baseline --baseline-tree /tmp/old
+                                                     # this tree's engine against another checkout's
 
 By default the three processes share the two cores as the scheduler pleases, so a step can
 fail because the server waited for a core a load generator held. ``--pin`` gives the server
@@ -212,9 +214,18 @@ def pinned_to(cpus: set[int] | None):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+#: another checkout whose engine runs as the "baseline" server (--baseline-tree)
+BASELINE_TREE: Path | None = None
+
+
 def start_server(kind: str, port: int, profile: str | None = None, cpus: set[int] | None = None) -> subprocess.Popen:
+    cwd, env = ROOT, None
+    if kind == "baseline":
+        assert BASELINE_TREE is not None
+        # the same command, importing callengine from the other checkout
+        cwd, env = BASELINE_TREE, dict(os.environ, PYTHONPATH=str(BASELINE_TREE))
     proc = subprocess.Popen(
-        server_command(kind, port, profile), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        server_command(kind, port, profile), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=pinned_to(cpus),
     )
     deadline = time.monotonic() + 20
@@ -472,7 +483,8 @@ def main() -> int:
         help="pin the server under test to the first CPU and the load generators to the others, so that the "
         "server never waits for a core the generators hold (it then measures the server, not the scheduler)",
     )
-    p.add_argument("--servers", default="engine,bare", help="which servers to sweep (default engine,bare)")
+    p.add_argument("--servers", default="engine,bare", help="which servers to sweep: engine, bare, baseline (default engine,bare)")
+    p.add_argument("--baseline-tree", help="a checkout of another commit: its engine runs as the 'baseline' server, with this tree's load generator")
     p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")
     p.add_argument("--budget", type=float, default=540.0, help="stop starting steps after this many seconds (default 540)")
     p.add_argument("--no-refine", action="store_true", help="skip the midpoint step after the first failure")
@@ -494,8 +506,13 @@ def main() -> int:
         args.no_refine = True
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     for s in servers:
-        if s not in ("engine", "bare"):
+        if s not in ("engine", "bare", "baseline"):
             p.error(f"unknown server {s!r}")
+    if "baseline" in servers:
+        if not args.baseline_tree:
+            p.error("--servers baseline needs --baseline-tree")
+        global BASELINE_TREE
+        BASELINE_TREE = Path(args.baseline_tree).resolve()
     if max(steps) > 2000:
         p.error("the load generator carries at most 2000 calls")
 
@@ -561,7 +578,7 @@ def main() -> int:
         rows = sorted(results[kind], key=lambda s: s["calls"])
         if not rows:
             continue
-        print(f"\n{kind} server ({'callengine serve echo, agent rate 8000' if kind == 'engine' else 'scripts/bare_echo_server.py'})")
+        print(f"\n{kind} server ({ {'engine': 'callengine serve echo, agent rate 8000', 'baseline': f'the same, from {BASELINE_TREE}', 'bare': 'scripts/bare_echo_server.py'}[kind] })")
         print(HEADER)
         for s in rows:
             print(fmt_row(s))
@@ -617,6 +634,21 @@ def main() -> int:
                 + "; ".join(f"N={n}: {ec:.2f} vs {bc:.2f} ms = {bc / ec:.2f}" for n, ec, bc in pairs)
             )
             summary["ratio_at_equal_load"] = {str(n): bc / ec for n, ec, bc in pairs}
+    if "engine" in results and "baseline" in results:
+        both = sorted(
+            {s["calls"] for s in results["engine"] if s["passed"]} & {s["calls"] for s in results["baseline"] if s["passed"]}
+        )
+        pairs = []
+        for n in both:
+            ec = min(s["cpu_ms_per_call_s"] for s in results["engine"] if s["calls"] == n and s["passed"])
+            oc = min(s["cpu_ms_per_call_s"] for s in results["baseline"] if s["calls"] == n and s["passed"])
+            pairs.append((n, ec, oc))
+        if pairs:
+            print(
+                f"  engine vs baseline ({BASELINE_TREE}) at equal load, CPU per call-second (baseline/engine > 1: this tree is cheaper): "
+                + "; ".join(f"N={n}: {ec:.2f} vs {oc:.2f} ms = {oc / ec:.2f}" for n, ec, oc in pairs)
+            )
+            summary["engine_vs_baseline_at_equal_load"] = {str(n): oc / ec for n, ec, oc in pairs}
     gen_busy = [s for rows in results.values() for s in rows if not s["passed"] and s["gen_cpu"] / s["generators"] > 0.85]
     if gen_busy:
         print(

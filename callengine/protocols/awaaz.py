@@ -126,8 +126,9 @@ _DIRECTION_KEYS = ("direction", "call_type", "Direction")
 class AwaazCodec(CallStateMachine, Codec):
     """Sans-IO codec for Awaaz AI's JSON-event media stream.
 
-    ``chunk_ms``: ENGINE only: duration of one outbound ``media`` message (the agent's
-    audio is split into chunks this long; the last one may be shorter).
+    ``chunk_ms``: ENGINE only: the engine's default duration of one outbound ``media``
+    message (``capabilities.chunk_ms``). The engine cuts the agent's audio into chunks
+    (``CallConfig.chunk_ms`` overrides this); each PlayAudio is sent as one message.
     ``wav_wrap``: ENGINE only: wrap every outbound chunk in a 44-byte WAV header (Awaaz
     needs it). The PROVIDER reads both forms (a payload starting ``RIFF....WAVE`` is parsed
     as WAV) and sends each CallerAudio as one ``media`` message, as given.
@@ -401,16 +402,16 @@ class AwaazCodec(CallStateMachine, Codec):
         return out
 
     def _encode_play(self, pcm: bytes) -> list[WireMessage]:
-        step = self.outbound_rate * self.chunk_ms // 1000 * 2
-        out: list[WireMessage] = []
-        for offset in range(0, len(pcm), step):
-            chunk = pcm[offset : offset + step]
-            self._sequence += 1
-            self._chunks += 1
-            self._samples += len(chunk) // 2
-            payload = build_wav(chunk, self.outbound_rate) if self.wav_wrap else chunk
-            out.append(self._media_message(payload, self._samples * 1000 // self.outbound_rate))
-        return out
+        """One ``media`` message per PlayAudio: the engine's playout plan cuts audio into
+        chunks (``chunk_ms`` is its default for Awaaz), so the size on the wire is the size
+        the engine paced, in one place."""
+        if not pcm:
+            return []
+        self._sequence += 1
+        self._chunks += 1
+        self._samples += len(pcm) // 2
+        payload = build_wav(pcm, self.outbound_rate) if self.wav_wrap else pcm
+        return [self._media_message(payload, self._samples * 1000 // self.outbound_rate)]
 
     def _media_message(self, payload: bytes, timestamp_ms: int) -> str:
         # The one message sent 50 times a second per call: formatted from a template rather

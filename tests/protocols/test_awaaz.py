@@ -381,10 +381,11 @@ def test_non_message_type_is_a_type_error():
 # --- engine -> provider --------------------------------------------------------------
 
 
-def test_play_audio_is_chunked_and_wav_wrapped():
+def test_each_play_audio_is_one_wav_wrapped_media_message():
+    """The engine's playout plan chunks; the codec sends each PlayAudio as it is."""
     engine, provider = started_pair()
-    pcm = pcm_of(320 * 3 + 100)
-    messages = engine.send(PlayAudio(pcm, 8000))
+    chunks = [pcm_of(320, seed=i) for i in range(3)] + [pcm_of(100, seed=9)]
+    messages = [m for chunk in chunks for m in engine.send(PlayAudio(chunk, 8000))]
     assert len(messages) == 4
     decoded = [json.loads(m) for m in messages]
     first = decoded[0]
@@ -395,8 +396,9 @@ def test_play_audio_is_chunked_and_wav_wrapped():
     assert [d["media"]["timestamp"] for d in decoded] == ["20", "40", "60", "66"]
     payloads = [base64.b64decode(d["media"]["payload"]) for d in decoded]
     assert [len(p) for p in payloads] == [364, 364, 364, 144]
-    assert payloads[0] == build_wav(pcm[:320], 8000)
-    assert b"".join(parse_wav(p).pcm for p in payloads) == pcm
+    assert payloads[0] == build_wav(chunks[0], 8000)
+    assert b"".join(parse_wav(p).pcm for p in payloads) == b"".join(chunks)
+    assert engine.send(PlayAudio(b"", 8000)) == []
 
 
 def test_play_audio_round_trip_wrapped_and_raw():
@@ -413,7 +415,8 @@ def test_play_audio_round_trip_wrapped_and_raw():
 
 def test_counters_continue_across_clear_and_calls():
     engine, _ = started_pair()
-    engine.send(PlayAudio(pcm_of(640), 8000))
+    engine.send(PlayAudio(pcm_of(320), 8000))
+    engine.send(PlayAudio(pcm_of(320), 8000))
     engine.send(Clear())
     engine.send(Mark("m"))
     [msg] = engine.send(PlayAudio(pcm_of(320), 8000))
@@ -424,8 +427,8 @@ def test_counters_continue_across_clear_and_calls():
 def test_chunk_ms_option():
     engine, _ = started_pair(chunk_ms=100)
     assert engine.capabilities.chunk_ms == 100 and AwaazCodec.capabilities.chunk_ms == 20
-    messages = engine.send(PlayAudio(pcm_of(1600 * 2), 8000))
-    assert len(messages) == 2
+    messages = engine.send(PlayAudio(pcm_of(1600), 8000))
+    assert len(messages) == 1
     assert len(base64.b64decode(json.loads(messages[0])["media"]["payload"])) == 1600 + WAV_HEADER_SIZE
     with pytest.raises(ValueError):
         AwaazCodec(chunk_ms=0)
