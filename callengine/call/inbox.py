@@ -84,22 +84,18 @@ class Inbox(Generic[T]):
         self._wake()
 
     def put_mark_nowait(self, item: T) -> None:
-        if self._closed:
-            return
-        self._seq += 1
-        self._marks.append((self._seq, item))
-        if len(self._marks) > self.max_marks:
-            self._marks.popleft()
-            self.events_dropped += 1
-        self._wake()
+        self._put_counted(self._marks, item, self.max_marks)
 
     def put_event_nowait(self, item: T) -> None:
+        self._put_counted(self._events, item, self.max_events)
+
+    def _put_counted(self, queue: deque[tuple[int, T]], item: T, bound: int) -> None:
         if self._closed:
             return
         self._seq += 1
-        self._events.append((self._seq, item))
-        if len(self._events) > self.max_events:
-            self._events.popleft()
+        queue.append((self._seq, item))
+        if len(queue) > bound:
+            queue.popleft()
             self.events_dropped += 1
         self._wake()
 
