@@ -18,6 +18,7 @@ from typing import AsyncIterator
 
 import trio
 
+from ..call.api import Call
 from ..call.config import CallConfig
 from ..call.session import Agent, CallReport, CallSession
 from ..call.transport import MemoryTransport, memory_transport_pair
@@ -37,10 +38,18 @@ class SimulatedCall:
         self.engine_transport = engine_end
         self.provider_transport = provider_end
         self.finished = trio.Event()
-        self.report: CallReport | None = None
+        self._report: CallReport | None = None
 
     @property
-    def call(self):
+    def report(self) -> CallReport:
+        """How the call went; available once it has ended (after the ``async with``)."""
+        if self._report is None:
+            raise RuntimeError("the simulated call has not ended yet: read its report after the async with block")
+        return self._report
+
+    @property
+    def call(self) -> Call | None:
+        """The agent's Call, once the start message has arrived."""
         return self.session.call
 
 
@@ -67,7 +76,7 @@ async def open_simulated_call(
 
     async def run_engine() -> None:
         try:
-            sim.report = await session.run()
+            sim._report = await session.run()
         finally:
             sim.finished.set()
 
