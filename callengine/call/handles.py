@@ -7,7 +7,7 @@ import trio
 
 from ..audio.resample import StreamResampler
 from ..events import PlaybackResult
-from .playout import MarkPoint, MarkState, PlaybackAudio
+from .ledger import MarkPoint, MarkState, PlaybackAudio
 
 __all__ = ["Playback", "MarkHandle", "MarkState"]
 

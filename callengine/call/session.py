@@ -17,9 +17,8 @@ Nothing is sent after the end.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Sequence
 
 import attrs
 import trio
@@ -30,7 +29,8 @@ from ..audio.vad import EnergyVad, SpeechSegmenter, VoiceActivityDetector, make_
 from ..errors import CloseCode, ProtocolError
 from ..events import CallStarted, Event, MarkCleared, MarkReached, UnknownMessage
 from ..protocols.base import Codec, WireMessage
-from .api import Call, CallEnded, CallInfo
+from .agent import Agent, AgentRunner
+from .api import Call, CallInfo
 from .bargein import Analyzer, run_bargein
 from .causes import CallReport, CallStatistics, ControlKind, Counters, EndCause
 from .config import CallConfig
@@ -46,8 +46,6 @@ from .writer import Writer
 __all__ = ["CallSession", "CallReport", "run_call", "Agent", "current_call"]
 
 log = logging.getLogger("callengine.call")
-
-Agent = Callable[[Call], Awaitable[Any]]
 
 #: how long the close handshake may take with a provider that stopped reading
 _STALLED_CLOSE_S = 0.05
@@ -82,7 +80,6 @@ class CallSession:
         self.lead_s = pacing.lead_s
         self._pending: deque[WireMessage] = deque(pending_messages or ())
         self._io_scope = trio.CancelScope()
-        self._agent_scope = trio.CancelScope()
         self._agent_done = trio.Event()
         self.state = CallState(self._io_scope.cancel)
         self.counters = Counters()
@@ -102,12 +99,11 @@ class CallSession:
         self._writer: Writer | None = None
         self._analyzer: Analyzer | None = None
         self._onsets_send: trio.MemorySendChannel[float] | None = None
-        self._agent_task: trio.lowlevel.Task | None = None
+        self._runner: AgentRunner | None = None
         self._agent_started = False
         self._reader: Reader | None = None
         self._error_logged = False
         self._agent_stuck = False
-        self.agent_error: str | None = None
         self.closed = trio.Event()  # set once the socket is closed and the report is ready
         self.report: CallReport | None = None
         self.teardown_s = 0.0
@@ -146,19 +142,9 @@ class CallSession:
         return self._agent_stuck
 
     def agent_location(self) -> str:
-        """Where the agent's task is waiting now: its innermost frames outside trio, or
+        """Where the agent's task is waiting now (innermost frames outside trio), or
         "not running"."""
-        task = self._agent_task
-        if task is None or self._agent_done.is_set():
-            return "not running"
-        frames = []
-        coro: Any = task.coro
-        while coro is not None:
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if frame is not None and not _is_trio(frame.f_code.co_filename):
-                frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        return " <- ".join(reversed(frames[-3:])) or "unknown"
+        return self._runner.location() if self._runner is not None else "not running"
 
     def statistics(self) -> CallStatistics:
         c = self.counters
@@ -327,6 +313,7 @@ class CallSession:
         )
         self._pending.clear()
         self.call = Call(port, info)
+        self._runner = AgentRunner(self.agent, self.call, port, label=label, done=self._agent_done, end=self.state.end)
         log.info("call started %s caller=%s called=%s wire_rate=%d", label, info.caller, info.called, wire_rate)
 
     async def _make_vad(self, wire_rate: int) -> VoiceActivityDetector:
@@ -347,7 +334,8 @@ class CallSession:
         writer, reader = self._writer, self._reader
         assert writer is not None and reader is not None
         async with trio.open_nursery() as outer:
-            outer.start_soon(self._run_agent, name=f"agent {self.label}")
+            assert self._runner is not None
+            outer.start_soon(self._runner.run, name=f"agent {self.label}")
             self._agent_started = True
             try:
                 with self._io_scope:
@@ -365,76 +353,19 @@ class CallSession:
             finally:
                 # every path: the socket closes and the report is released now, whatever
                 # the agent does; the agent gets its cleanup grace
-                self._agent_scope.cancel()
+                self._runner.scope.cancel()
                 await self._finalize()
                 await self._watch_agent()
 
-    async def _run_agent(self) -> None:
-        assert self.call is not None and self._port is not None
-        _callengine_call_label = self.label  # noqa: F841 - read by the loop watchdog from this frame
-        current_call.set(self.label)
-        self._agent_task = trio.lowlevel.current_task()
-        port = self._port
-        try:
-            with self._agent_scope:
-                try:
-                    await self.agent(self.call)
-                except* CallEnded:
-                    pass  # the agent touched the call after its end: that is how it learns
-                except* Exception as group:
-                    self._agent_failed(group)
-                else:
-                    # the agent is done talking: let queued audio play, then hang up
-                    port.request_control_nowait(ControlKind.HANGUP, EndCause.AGENT_RETURNED)
-        finally:
-            port.listening = False
-            self._agent_done.set()
-
-    def _agent_failed(self, group: BaseExceptionGroup[Exception]) -> None:
-        leaves = _leaves(group)
-        exc: BaseException = leaves[0] if len(leaves) == 1 else group
-        self.agent_error = repr(exc)
-        log.error("call %s: agent raised %r", self.label, exc, exc_info=exc)
-        if trio.current_effective_deadline() == float("-inf"):
-            return  # it raised in its cleanup while the call was ending for another reason
-        self._end(EndCause.AGENT_ERROR, CloseCode.INTERNAL_ERROR, f"agent error: {type(exc).__name__}")
-
     async def _watch_agent(self) -> None:
-        """Shielded and bounded: wait out the agent's cleanup grace; report it as stuck if
-        it has not exited by then (it swallows trio.Cancelled or shields an endless wait)."""
-        with trio.move_on_after(self.config.cleanup_grace_s + 0.1, shield=True):
-            await self._agent_done.wait()
-            return
-        self._agent_stuck = True
-        log.error(
-            "call %s: the agent has not exited %.1f s after the call ended; it swallows "
-            "trio.Cancelled or shields an endless wait (at %s). The call is closed; its task lingers.",
-            self.label,
-            self.config.cleanup_grace_s,
-            self.agent_location(),
-        )
-        if self.report is not None:
-            self.report = attrs.evolve(self.report, stats=attrs.evolve(self.report.stats, agent_stuck=True))
+        assert self._runner is not None
+        if not await self._runner.watch(self.config.cleanup_grace_s):
+            self._agent_stuck = True
+            if self.report is not None:
+                self.report = attrs.evolve(self.report, stats=attrs.evolve(self.report.stats, agent_stuck=True))
 
     def _on_transport_closed(self, exc: TransportClosed, what: str) -> None:
-        """Why the call ended when the connection closed under the reader or the writer:
-        both see the same close, and whichever notices first must reach the same cause."""
-        state = self.state
-        control = state.control
-        if control is not None and control.sent_at is not None:
-            self._end(control.cause, None, f"provider closed after {control.kind}")
-        elif exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
-            # a clean close is how a provider without a stop message hangs up
-            self._end(EndCause.PROVIDER_STOP, None, f"{what} (code {exc.code})")
-        elif exc.code == CloseCode.MESSAGE_TOO_BIG:
-            # the transport refused an inbound message over its size limit and closed
-            if state.end_cause is None:
-                log.warning("call %s: closed with 1009: %s", self.label, exc.reason or "message too big")
-            self._end(EndCause.MESSAGE_TOO_BIG, CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
-        else:
-            if state.end_cause is None:
-                log.warning("call %s: connection lost (%s, close code %s)", self.label, what, exc.code)
-            self._end(EndCause.DISCONNECTED, None, f"{what} (code {exc.code})")
+        self.state.closed_under(exc, what, self.label)
 
     def _on_mark(self, mark: MarkPoint) -> None:
         event = MarkReached(mark.name) if mark.state is MarkState.REACHED else MarkCleared(mark.name)
@@ -484,7 +415,7 @@ class CallSession:
             close_reason=state.close_reason,
             teardown_s=round(self.teardown_s, 6),
             stats=stats,
-            agent_error=self.agent_error,
+            agent_error=self._runner.error if self._runner is not None else None,
         )
         self._release(stats)
         self.closed.set()
@@ -503,29 +434,12 @@ class CallSession:
         self._writer = None
 
 
-_TRIO_DIR = os.path.dirname(trio.__file__)
-
-
 def _real_clock() -> bool:
     return type(trio.lowlevel.current_clock()).__name__ == "SystemClock"
 
 
-def _is_trio(filename: str) -> bool:
-    return filename.startswith(_TRIO_DIR)
-
-
 def _ignore_mark(mark: MarkPoint) -> None:
     return None
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out
 
 
 def _split_cancelled(exc: BaseException) -> tuple[BaseException | None, BaseException | None]:

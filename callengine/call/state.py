@@ -7,15 +7,19 @@ the first caller wins, and ending cancels the call's I/O tasks.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import trio
 
 from ..errors import CloseCode
 from .causes import EndCause
-from .playout import Control
+from .ledger import Control
+from .transport import TransportClosed
 
 __all__ = ["CallState"]
+
+log = logging.getLogger("callengine.call")
 
 
 class CallState:
@@ -42,3 +46,22 @@ class CallState:
     @property
     def over(self) -> bool:
         return self.end_cause is not None or self.finalized
+
+    def closed_under(self, exc: TransportClosed, what: str, label: str) -> None:
+        """Why the call ended when the connection closed under the reader or the writer:
+        both see the same close, and whichever notices first must reach the same cause."""
+        control = self.control
+        if control is not None and control.sent_at is not None:
+            self.end(control.cause, None, f"provider closed after {control.kind}")
+        elif exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
+            # a clean close is how a provider without a stop message hangs up
+            self.end(EndCause.PROVIDER_STOP, None, f"{what} (code {exc.code})")
+        elif exc.code == CloseCode.MESSAGE_TOO_BIG:
+            # the transport refused an inbound message over its size limit and closed
+            if self.end_cause is None:
+                log.warning("call %s: closed with 1009: %s", label, exc.reason or "message too big")
+            self.end(EndCause.MESSAGE_TOO_BIG, CloseCode.MESSAGE_TOO_BIG, exc.reason or "message too big")
+        else:
+            if self.end_cause is None:
+                log.warning("call %s: connection lost (%s, close code %s)", label, what, exc.code)
+            self.end(EndCause.DISCONNECTED, None, f"{what} (code {exc.code})")

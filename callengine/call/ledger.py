@@ -1,0 +1,248 @@
+"""The playout ledger and the records it keeps: pure, no trio, no I/O.
+
+The provider plays what we send, in order, from its own buffer. :class:`PlayoutLedger`
+models that buffer with one number, ``play_end``: the time at which everything sent so far
+will have finished playing. A chunk of duration ``d`` sent at ``now`` starts playing at
+``max(now, play_end)``. From it follow pacing (how much is queued ahead), mark times, what
+each playback has played when it is cleared, and underruns. :class:`PlaybackAudio` and
+:class:`MarkPoint` are what it knows of one playback and one mark; the agent's handles
+(:mod:`.handles`) add waiting to them.
+
+Times are seconds on whatever clock the caller passes in.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import deque
+
+import attrs
+
+from ..events import PlaybackResult
+from .causes import ControlKind, EndCause
+
+__all__ = ["MarkState", "PlaybackAudio", "MarkPoint", "Control", "PlayoutLedger"]
+
+_EPS = 1e-9
+_ids = itertools.count(1)
+
+
+class MarkState(enum.Enum):
+    PENDING = "pending"
+    REACHED = "reached"
+    CLEARED = "cleared"
+
+
+class PlaybackAudio:
+    """The audio of one playback and where it played. The agent's handle
+    (:class:`~callengine.call.handles.Playback`) adds waiting for the result."""
+
+    def __init__(self, rate: int, bytes_per_chunk: int) -> None:
+        self.id = next(_ids)
+        self.rate = rate
+        self._bytes_per_chunk = bytes_per_chunk
+        self._unsent: deque[bytes] = deque()
+        self._partial = bytearray()
+        self.open = True  # more audio may still be written (streaming playback)
+        self.ready_at = 0.0  # when its latest audio reached the engine (for underrun blame)
+        self.segments: list[tuple[float, float]] = []  # (start at provider, seconds)
+        self.sent_seconds = 0.0
+        self.total_seconds = 0.0
+        self._result: PlaybackResult | None = None
+
+    # --- fed from the agent's side --------------------------------------------------
+
+    def feed(self, pcm: bytes, now: float) -> None:
+        """Append outbound-rate PCM, cut into chunks (the last partial one waits for more)."""
+        self._partial += pcm
+        n = self._bytes_per_chunk
+        whole = len(self._partial) - len(self._partial) % n
+        for i in range(0, whole, n):
+            self._unsent.append(bytes(self._partial[i : i + n]))
+        del self._partial[:whole]
+        self.total_seconds += len(pcm) / (2 * self.rate)
+        self.ready_at = now
+
+    def finish(self) -> None:
+        if self._partial:
+            self._unsent.append(bytes(self._partial[: len(self._partial) & ~1]))
+            self._partial.clear()
+        self.open = False
+
+    # --- read by the plan -----------------------------------------------------------
+
+    @property
+    def has_unsent(self) -> bool:
+        return bool(self._unsent)
+
+    @property
+    def has_partial(self) -> bool:
+        """Less than a chunk of audio is waiting for more (an open streaming playback)."""
+        return len(self._partial) >= 2
+
+    def flush_partial(self) -> None:
+        """Make the waiting partial chunk sendable now, as a short chunk."""
+        n = len(self._partial) & ~1
+        if n:
+            self._unsent.append(bytes(self._partial[:n]))
+            del self._partial[:n]
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing left to send and nothing more coming."""
+        return not self._unsent and not self.open
+
+    def peek_chunk(self) -> bytes:
+        return self._unsent[0]
+
+    def pop_chunk(self) -> bytes:
+        return self._unsent.popleft()
+
+    def drop_unsent(self) -> None:
+        self._unsent.clear()
+        self._partial.clear()
+        self.open = False
+
+    def played_seconds(self, now: float) -> float:
+        return sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+
+    @property
+    def end_time(self) -> float | None:
+        """When the provider finishes playing it, once it has all been sent."""
+        if not self.exhausted or not self.segments:
+            return None
+        start, dur = self.segments[-1]
+        return start + dur
+
+    # --- the outcome ----------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    @property
+    def result(self) -> PlaybackResult | None:
+        return self._result
+
+    @property
+    def duration_ms(self) -> float:
+        """Duration of the audio given so far (grows while a streaming playback is open)."""
+        return self.total_seconds * 1000
+
+    def settle(self, interrupted: bool, played_seconds: float) -> PlaybackResult:
+        """Fix the outcome (first call wins) and return it."""
+        if self._result is None:
+            played_ms = min(played_seconds, self.total_seconds) * 1000
+            self._result = PlaybackResult(
+                interrupted=interrupted, played_ms=round(played_ms, 6), duration_ms=round(self.duration_ms, 6)
+            )
+            self._on_settled()
+        return self._result
+
+    def _on_settled(self) -> None:
+        """Hook for the agent's handle (wakes its waiters)."""
+
+    def __repr__(self) -> str:
+        return f"<Playback {self.id} {self.duration_ms:.0f} ms {self._result or 'pending'}>"
+
+
+class MarkPoint:
+    """One mark: reached once everything queued before it has played, or cleared."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = MarkState.PENDING
+        self.due: float | None = None  # when the ledger says it is reached
+        self.deadline: float | None = None  # when it is reached at the latest
+        self.echo_expected = False
+
+    def settle(self, state: MarkState) -> bool:
+        """Move out of PENDING (first call wins); True if this call did."""
+        if self.state is not MarkState.PENDING:
+            return False
+        self.state = state
+        self._on_settled()
+        return True
+
+    def _on_settled(self) -> None:
+        """Hook for the agent's handle (wakes its waiters)."""
+
+    def __repr__(self) -> str:
+        return f"<Mark {self.name!r} {self.state.value}>"
+
+
+@attrs.define
+class Control:
+    """A hang-up or transfer the agent asked for: sent once the queued audio has played."""
+
+    kind: ControlKind
+    cause: EndCause
+    target: str = "default"
+    sent_at: float | None = None
+
+
+class PlayoutLedger:
+    """The provider's playout clock as the engine believes it."""
+
+    def __init__(self, lead: float) -> None:
+        self.lead = lead
+        self.play_end = float("-inf")
+        self.in_flight: deque[PlaybackAudio] = deque()  # sent (partly), not yet settled
+        self.marks: deque[MarkPoint] = deque()  # placed on the wire or the clock, not yet settled
+        self.chunks_sent = 0
+        self.seconds_sent = 0.0
+        self.underruns = 0
+        self.underrun_seconds = 0.0
+        self.starved = 0  # gaps because a streaming playback's audio came late
+        self.max_queued = 0.0
+
+    def queued(self, now: float) -> float:
+        """Seconds of audio sent but not yet played at ``now``."""
+        return max(0.0, self.play_end - now)
+
+    def audible(self, now: float) -> bool:
+        return self.play_end > now + _EPS
+
+    def may_send(self, now: float, seconds: float) -> bool:
+        """A chunk of ``seconds`` fits under the lead now. When nothing is queued any chunk
+        may go, so a chunk longer than the lead can never stall the writer."""
+        return self.queued(now) + seconds <= self.lead + _EPS or not self.audible(now)
+
+    def send_time(self, seconds: float) -> float:
+        """Earliest time at which a chunk of ``seconds`` fits under the lead."""
+        return min(self.play_end, self.play_end + seconds - self.lead)
+
+    def record(self, playback: PlaybackAudio, now: float, seconds: float, *, ready_at: float) -> None:
+        """Note that a chunk of ``seconds`` of ``playback`` was sent at ``now``.
+
+        ``ready_at`` is when the chunk's audio reached the engine. A gap at the provider
+        (it ran dry before this chunk arrived) is an underrun, the engine's fault, when the
+        audio was ready before the provider ran dry; it is starvation when a streaming
+        playback's audio came late; a new playback after silence is neither.
+        """
+        start = max(now, self.play_end)
+        gap = now - self.play_end
+        if gap > 1e-6 and self.play_end != float("-inf"):
+            if ready_at <= self.play_end + 1e-6:
+                self.underruns += 1
+                self.underrun_seconds += gap
+            elif playback.segments:
+                self.starved += 1
+        self.play_end = start + seconds
+        self.max_queued = max(self.max_queued, self.play_end - now)
+        self.chunks_sent += 1
+        self.seconds_sent += seconds
+        playback.sent_seconds += seconds
+        segments = playback.segments
+        if segments and abs(segments[-1][0] + segments[-1][1] - start) < 1e-9:
+            s, d = segments[-1]
+            segments[-1] = (s, d + seconds)
+        else:
+            segments.append((start, seconds))
+        if not self.in_flight or self.in_flight[-1] is not playback:
+            self.in_flight.append(playback)
+
+    def flush(self, now: float) -> None:
+        """The provider dropped everything queued (clear)."""
+        self.play_end = min(self.play_end, now)
