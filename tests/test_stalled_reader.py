@@ -47,8 +47,14 @@ async def _stalling_provider(port: int, call_id: str, read_for: float, stopped_a
     stream, _ = await open_raw_client(port, "/awaaz")
     start = json.dumps({"event": "start", "stream_sid": f"MZ{call_id}", "start": {"call_sid": call_id, "media_format": {"sample_rate": 8000}}})
     frame = json.dumps({"event": "media", "stream_sid": f"MZ{call_id}", "media": {"payload": base64.b64encode(bytes(320)).decode()}})
+    sending = trio.StrictFIFOLock()  # the pong and the microphone share the stream
+
+    async def send(data: bytes) -> None:
+        async with sending:
+            await stream.send_all(data)
+
     async with stream:
-        await stream.send_all(client_frame(TEXT, start))
+        await send(client_frame(TEXT, start))
         async with trio.open_nursery() as nursery:
 
             async def read_then_stop() -> None:
@@ -60,7 +66,7 @@ async def _stalling_provider(port: int, call_id: str, read_for: float, stopped_a
                             return
                         for opcode, payload in frames.feed(data):
                             if opcode == PING:
-                                await stream.send_all(client_frame(PONG, payload))
+                                await send(client_frame(PONG, payload))
                 stopped_at[call_id] = trio.current_time()  # from here on nothing is read
 
             async def microphone() -> None:
@@ -70,7 +76,7 @@ async def _stalling_provider(port: int, call_id: str, read_for: float, stopped_a
                     while True:
                         k += 1
                         await trio.sleep_until(t0 + 0.02 * k)
-                        await stream.send_all(client_frame(TEXT, frame))
+                        await send(client_frame(TEXT, frame))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     nursery.cancel_scope.cancel()  # the engine has closed the connection
 
