@@ -59,7 +59,8 @@ class Counters:
 class CallStatistics:
     """A call's counters at one moment. Fields:
 
-    ``frames_in`` / ``frames_out``: messages received / sent; ``audio_in_s`` / ``audio_out_s``:
+    ``frames_in``: caller-audio messages received; ``frames_out``: messages sent (audio,
+    marks, clears, hang-up); ``audio_in_s`` / ``audio_out_s``:
     seconds of caller audio received and of bot audio sent; ``frames_dropped``: caller audio
     frames dropped because the agent fell behind reading the call; ``frames_unread``: caller
     audio nobody was reading (the agent had not read the call for a whole queue's worth of
