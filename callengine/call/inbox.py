@@ -28,6 +28,9 @@ import trio
 
 __all__ = ["Inbox"]
 
+#: puts between two looks at whether the agent is reading (16 frames: 320 ms of audio)
+_LOOK_EVERY = 16
+
 T = TypeVar("T")
 
 
@@ -45,7 +48,10 @@ class Inbox(Generic[T]):
         self._seq = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
-        self._last_get = float("-inf")
+        self._last_get = float("-inf")  # when the agent was last seen reading (sampled)
+        self._gets = 0
+        self._gets_seen = 0
+        self._puts_since_look = 0
         self.audio_dropped = 0
         self.audio_unread = 0
         self.events_dropped = 0
@@ -71,7 +77,11 @@ class Inbox(Generic[T]):
         self._seq += 1
         self._audio.append((self._seq, item, seconds))
         self._audio_s += seconds
+        self._puts_since_look += 1
+        if self._puts_since_look >= _LOOK_EVERY:
+            self._look()
         if self._audio_s > self.max_audio_s + 1e-9:
+            self._look()
             reading = trio.current_time() - self._last_get < self.max_audio_s / 2
             audio = self._audio
             while self._audio_s > self.max_audio_s + 1e-9 and len(audio) > 1:
@@ -82,6 +92,15 @@ class Inbox(Generic[T]):
                 else:
                     self.audio_unread += 1
         self._wake()
+
+    def _look(self) -> None:
+        """Note whether the agent has read since the last look. Sampled every few puts
+        rather than timed at every get: reading the clock per frame costs more than the
+        rest of a get."""
+        self._puts_since_look = 0
+        if self._gets != self._gets_seen:
+            self._gets_seen = self._gets
+            self._last_get = trio.current_time()
 
     def put_mark_nowait(self, item: T) -> None:
         self._put_counted(self._marks, item, self.max_marks)
@@ -111,7 +130,7 @@ class Inbox(Generic[T]):
             if self._closed:
                 raise trio.EndOfChannel
             raise trio.WouldBlock
-        self._last_get = trio.current_time()
+        self._gets += 1
         if best is audio:
             _, item, s = audio.popleft()
             self._audio_s -= s
@@ -128,7 +147,7 @@ class Inbox(Generic[T]):
             try:
                 item = self.get_nowait()
             except trio.WouldBlock:
-                self._last_get = trio.current_time()  # a waiting agent is a reading agent
+                self._gets += 1  # a waiting agent is a reading agent
                 await self._lot.park()
                 parked = True
                 continue

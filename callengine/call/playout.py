@@ -39,10 +39,11 @@ __all__ = [
 _EPS = 1e-9
 
 
-# --- what the writer does next ------------------------------------------------------
+# --- what the writer does next (plain attrs classes, not frozen: one is made per chunk
+# sent, and a frozen class's init costs several times more) ------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.define
 class SendChunk:
     """Send ``pcm`` (one chunk of ``playback``, already recorded in the ledger)."""
 
@@ -50,24 +51,24 @@ class SendChunk:
     pcm: bytes
 
 
-@attrs.frozen
+@attrs.define
 class SendMark:
     mark: MarkPoint
 
 
-@attrs.frozen
+@attrs.define
 class SendControl:
     control: Control
 
 
-@attrs.frozen
+@attrs.define
 class ControlTimedOut:
     """The provider did not close within the hang-up timeout after the control was sent."""
 
     control: Control
 
 
-@attrs.frozen
+@attrs.define
 class Wait:
     """Nothing to do before ``until`` (``inf``: until new work arrives)."""
 
@@ -75,6 +76,9 @@ class Wait:
 
 
 Action = Union[SendChunk, SendMark, SendControl, ControlTimedOut, Wait]
+
+#: the common wait: nothing is due until new work arrives
+WAIT_FOR_WORK = Wait(float("inf"))
 OutboxItem = Union[PlaybackAudio, MarkPoint, Control]
 
 
@@ -185,7 +189,7 @@ class Playout:
                 return ControlTimedOut(head)
             wake_at = min(wake_at, deadline)
             break
-        return Wait(wake_at)
+        return WAIT_FOR_WORK if wake_at == float("inf") else Wait(wake_at)
 
     def settle_due(self, now: float) -> None:
         """Settle the playbacks that have played to their end and the marks now due."""

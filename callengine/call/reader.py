@@ -29,6 +29,7 @@ from .bargein import Analyzer
 from .causes import Counters, EndCause
 from .inbox import Inbox
 from .playout import Playout
+from .port import AgentPort
 from .transport import Transport, TransportClosed
 
 __all__ = ["Reader", "TokenBucket", "log_unknown", "UNKNOWN_LOGGED"]
@@ -73,7 +74,7 @@ class Reader:
         pending: Sequence[WireMessage],
         idle_timeout_s: float | None,
         inbox: Inbox[Event],
-        listening: Callable[[], bool],
+        port: AgentPort,
         analyzer: Analyzer,
         playout: Playout,
         counters: Counters,
@@ -87,7 +88,7 @@ class Reader:
         self._pending = deque(pending)
         self._idle = idle_timeout_s
         self._inbox = inbox
-        self._listening = listening
+        self._port = port  # read for .listening: whether the agent may still read audio
         self._analyzer = analyzer
         self._playout = playout
         self._counters = counters
@@ -142,7 +143,7 @@ class Reader:
             return
         seconds = len(pcm) / (2 * ev.sample_rate)
         counters.audio_in_s += seconds
-        if self._listening():
+        if self._port.listening:
             self._inbox.put_audio_nowait(ev, seconds)
         else:
             self._inbox.audio_unread += 1

@@ -303,7 +303,7 @@ class CallSession:
             pending=list(self._pending),
             idle_timeout_s=cfg.idle_timeout_s,
             inbox=self.inbox,
-            listening=lambda: port.listening,
+            port=port,
             analyzer=self._analyzer,
             playout=self.playout,
             counters=self.counters,
@@ -343,6 +343,8 @@ class CallSession:
                         io.start_soon(reader.run, name=f"reader {self.label}")
                         io.start_soon(writer.run, name=f"writer {self.label}")
                         io.start_soon(run_bargein, self._onsets_recv, writer.request_clear, self.inbox, self.label, name=f"barge-in {self.label}")
+                        if writer.watches_liveness:
+                            io.start_soon(writer.keepalive, name=f"keepalive {self.label}")
                 if self.state.end_cause is None:  # every task returned without ending the call: a bug
                     self._end(EndCause.ENGINE_ERROR, CloseCode.INTERNAL_ERROR, "engine error")
             except BaseException as exc:

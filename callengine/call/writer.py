@@ -12,8 +12,10 @@ It also watches that the provider still reads:
 * where the transport can tell (the server's own WebSocket connection), a provider whose
   kernel keeps our bytes unsent (its window is closed) for ``send_timeout_s``, or which
   leaves a keepalive ping unanswered that long after it has answered one before, has
-  stopped reading, and the call ends the same way. Pings go out every ``keepalive_s``;
-  a peer that never answers pings is not judged by them.
+  stopped reading, and the call ends the same way. The keepalive task looks every
+  ``keepalive_s`` and asks the writer for a ping; a peer that never answers pings is not
+  judged by them. (A separate task, so that the writer's waits stay without a deadline
+  when nothing is due: a cancel scope per wait costs as much as framing a message.)
 
 However the plan misbehaves, the writer never spins: a wake time that is not in the future
 is waited for at most once in a row; after that it waits a chunk and logs the bug once.
@@ -87,9 +89,14 @@ class Writer:
         self._keepalive = keepalive_s
         self._send_ping: Any = getattr(transport, "send_ping", None) if keepalive_s else None
         self._unsent_bytes: Any = getattr(transport, "unsent_bytes", None)
-        self._next_ping = trio.current_time() + (keepalive_s or 0.0)
+        self._ping_due = False
         self._unsent_since: float | None = None
         self._spin_logged = False
+
+    @property
+    def watches_liveness(self) -> bool:
+        """The transport can tell whether the provider still reads (run :meth:`keepalive`)."""
+        return self._send_ping is not None or self._unsent_bytes is not None
 
     def poke(self) -> None:
         """There is new work (audio, a mark, a control, a clear)."""
@@ -161,12 +168,12 @@ class Writer:
                 log.info("call %s: provider did not close %.1f s after %s; closing", self._label, playout.hangup_timeout_s, control.kind)
                 self._end(control.cause, CloseCode.NORMAL, str(control.kind))
                 return
+            if self._ping_due:
+                self._ping_due = False
+                await self._send_ping()
+                self._counters.pings_sent += 1
+                continue
             until = action.until  # type: ignore[union-attr]
-            if self._send_ping is not None or self._unsent_bytes is not None:
-                checked = await self._check_liveness(now, until)
-                if checked is None:
-                    return
-                until = checked
             if until <= now + _EPS:
                 past_waits += 1
                 if past_waits >= 2:
@@ -182,36 +189,35 @@ class Writer:
                 with trio.move_on_at(until):
                     await self._wake.wait()
 
-    async def _check_liveness(self, now: float, until: float) -> float | None:
-        """Ping when due and judge whether the provider still reads; the next wake time,
-        or None once the call has been ended for a provider that stopped reading."""
+    async def keepalive(self) -> None:
+        """The keepalive task: every ``keepalive_s``, judge whether the provider still reads,
+        and have the writer ping it when no ping is outstanding. Ends the call
+        ("send_timeout", 1001) for a provider that stopped reading."""
         transport: Any = self._transport
         timeout = self._send_timeout
-        stalled_since = math.inf
-        if self._send_ping is not None:
-            since = transport.ping_outstanding_since
-            if since is None:
-                if now >= self._next_ping - _EPS:
-                    await self._send_ping()
-                    self._counters.pings_sent += 1
-                    self._next_ping = now + (self._keepalive or 0.0)
-                until = min(until, self._next_ping)
-            elif transport.pongs_received > 0:
-                stalled_since = since
-        if self._unsent_bytes is not None:
-            if self._unsent_bytes():
-                if self._unsent_since is None:
-                    self._unsent_since = now
-                stalled_since = min(stalled_since, self._unsent_since)
-            else:
-                self._unsent_since = None
-        if timeout is not None and stalled_since < math.inf:
-            if now - stalled_since >= timeout - _EPS:
+        interval = self._keepalive or 1.0
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            stalled_since = math.inf
+            if self._send_ping is not None:
+                since = transport.ping_outstanding_since
+                if since is None:
+                    self._ping_due = True
+                    self._wake.set()
+                elif transport.pongs_received > 0:
+                    stalled_since = since
+            if self._unsent_bytes is not None:
+                if self._unsent_bytes():
+                    if self._unsent_since is None:
+                        self._unsent_since = now
+                    stalled_since = min(stalled_since, self._unsent_since)
+                else:
+                    self._unsent_since = None
+            if timeout is not None and now - stalled_since >= timeout - _EPS:
                 log.warning("call %s: the provider has not read what was sent for %.1f s (it stopped reading); ending", self._label, now - stalled_since)
                 self._end(EndCause.SEND_TIMEOUT, CloseCode.GOING_AWAY, "provider stopped reading")
-                return None
-            until = min(until, stalled_since + timeout)
-        return until
+                return
 
     async def _send(self, command: Command) -> None:
         for msg in self._codec.send(command):
