@@ -210,7 +210,7 @@ async def accept_loop(
             failed += 1
             delay = min(ACCEPT_BACKOFF_MAX_S, delay * 2 if delay else ACCEPT_BACKOFF_MIN_S)
             failures.note(
-                "cannot accept connections: %d accept(s) failed since the last report (%s; descriptor limit %s); retrying every %.2f s at most",
+                "cannot accept connections: %d accept(s) failed since the last report (%s; descriptor limit %s); next try in %.2f s",
                 os.strerror(exc.errno),
                 fd_limits()[0] or "unlimited",
                 delay,

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -121,3 +122,138 @@ def test_port_in_use_is_a_one_line_error():
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], result.stderr
+
+
+# --- new users: the agent from their own directory, its signature, dial, the listening line
+
+
+AGENT_MODULE = '''
+import trio
+
+async def handler(call):
+    await trio.sleep_forever()
+
+async def no_args():
+    pass
+
+async def two_args(call, extra):
+    pass
+
+async def optional_extra(call, extra=1):
+    pass
+
+class TwoArgCall:
+    async def __call__(self, call, extra):
+        pass
+'''
+
+
+def _project(tmp_path):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "agent.py").write_text(AGENT_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return env
+
+
+@pytest.mark.parametrize("command", ["console-script", "run_engine.py"])
+async def test_an_agent_in_the_current_directory_is_found(tmp_path, nursery, command):
+    from .serve_process import ROOT, start_serve
+
+    env = _project(tmp_path)
+    argv = [str(Path(sys.executable).parent / "callengine"), "serve"] if command == "console-script" else [sys.executable, str(ROOT / "scripts" / "run_engine.py")]
+    sp = await start_serve(nursery, ["mypkg.agent:handler", "--port", "0", "--drain-grace", "0.2"], argv=argv, cwd=tmp_path, env=env)
+    async with open_dialed_call(f"ws://127.0.0.1:{sp.port}/awaaz", "awaaz"):
+        await sp.wait_for(rb"call started awaaz:")
+    sp.proc.send_signal(signal.SIGTERM)
+    assert await sp.wait() == 0, sp.stderr_text
+
+
+def test_an_agent_with_the_wrong_signature_is_refused_at_load(tmp_path):
+    env = _project(tmp_path)
+    for attr in ("no_args", "two_args", "TwoArgCall"):
+        result = subprocess.run(PY + ["serve", f"mypkg.agent:{attr}", "--port", "0"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+        assert result.returncode == 2, (attr, result)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "must take exactly one positional argument, the call" in lines[0], (attr, result.stderr)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert load_agent("mypkg.agent:optional_extra").__name__ == "optional_extra"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mypkg.agent", None)
+        sys.modules.pop("mypkg", None)
+
+
+def test_lead_below_one_chunk_is_a_one_line_error_and_exit_2():
+    for options, provider in [(["--lead-ms", "100"], "knowlarity"), (["--chunk-ms", "200"], "awaaz")]:
+        result = subprocess.run(PY + ["serve", "echo", "--port", "0", *options], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is below chunk_ms (200) on {provider}" in lines[0], result.stderr
+
+
+async def _dial(*args: str) -> subprocess.CompletedProcess:
+    return await trio.run_process(PY + ["dial", *args], capture_stdout=True, capture_stderr=True, check=False)
+
+
+async def test_dial_exits_nonzero_when_the_call_is_closed_with_1011(nursery):
+    async def broken(call):
+        raise RuntimeError("agent bug")
+
+    server = CallServer(broken, ServerConfig(port=0, loop_watchdog_s=None))
+    await nursery.start(server.serve)
+    result = await _dial(f"ws://127.0.0.1:{server.port}/awaaz", "--provider", "awaaz", "--seconds", "5")
+    assert result.returncode == 1, result
+    assert "closed with code 1011" in result.stderr.decode()
+
+
+@pytest.mark.parametrize("provider", ["awaaz", "knowlarity"])
+async def test_dial_sends_custom_parameters_and_numbers(nursery, provider):
+    seen = []
+
+    async def greeter(call):
+        seen.append(call.info)
+        await call.hangup()
+
+    server = CallServer(greeter, ServerConfig(port=0, loop_watchdog_s=None))
+    await nursery.start(server.serve)
+    url = f"ws://127.0.0.1:{server.port}/{provider}"
+    result = await _dial(url, "--provider", provider, "--seconds", "5", "--param", "campaign=diwali", "--param", "lang=hi=IN", "--caller", "+911111", "--called", "+912222")
+    assert result.returncode == 0, result.stderr.decode()
+    (info,) = seen
+    assert (info.caller, info.called) == ("+911111", "+912222")
+    assert info.custom["campaign"] == "diwali" and info.custom["lang"] == "hi=IN"
+    bad = await _dial(url, "--provider", provider, "--param", "no-equals-sign")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr.decode()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_exactly_one_listening_line(nursery, log_format):
+    from .serve_process import start_serve
+
+    sp = await start_serve(nursery, ["echo", "--port", "0", "--log-format", log_format, "--log-level", "warning"])
+    sp.proc.send_signal(signal.SIGTERM)
+    assert await sp.wait() == 0
+    listening = [line for line in (sp.stdout_text + sp.stderr_text).splitlines() if "listening" in line]
+    assert len(listening) == 1, listening
+    assert listening[0] in sp.stdout_text
+    if log_format == "json":
+        record = json.loads(listening[0])
+        assert (record["scheme"], record["host"], record["port"]) == ("ws", "127.0.0.1", sp.port)
+        assert record["level"] == "info" and "listening on ws://127.0.0.1:" in record["message"]
+
+
+async def test_the_demo_says_which_agents_it_runs():
+    import io
+
+    from callengine.demo import run_demo
+
+    out = io.StringIO()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_demo(out=out, record_dir="/nonexistent"))
+        with trio.fail_after(10):
+            while "listening" not in out.getvalue():
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    first = out.getvalue().splitlines()[0]
+    assert "Awaaz" in first and "`prompt` agent" in first and "Knowlarity" in first and "`ivr` agent" in first

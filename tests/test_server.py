@@ -262,3 +262,56 @@ async def test_an_agent_that_refuses_to_exit_frees_its_slot_and_logs_its_summary
     async with open_dialed_call(url, "awaaz"):  # the one slot is free again
         await trio.sleep(0.1)
     released.set()
+
+
+def test_lead_ms_below_chunk_ms_is_rejected_at_config_time():
+    # Knowlarity's clips are 200 ms: a 100 ms lead could never send one (a silent call)
+    with pytest.raises(ValueError, match=r"lead_ms \(100\) is below chunk_ms \(200\) on knowlarity"):
+        ServerConfig(call=CallConfig(lead_ms=100))
+    # Awaaz's default lead is 100 ms: a 200 ms chunk would not fit it
+    with pytest.raises(ValueError, match=r"lead_ms \(100\) is below chunk_ms \(200\) on awaaz"):
+        ServerConfig(call=CallConfig(chunk_ms=200))
+    # only the forced provider's pacing matters
+    assert ServerConfig(provider="awaaz", call=CallConfig(lead_ms=100)).call.lead_ms == 100
+    with pytest.raises(ValueError, match="on knowlarity"):
+        ServerConfig(provider="knowlarity", call=CallConfig(lead_ms=100))
+
+
+async def test_the_loop_watchdog_names_the_call_whose_agent_blocks(nursery, caplog):
+    import time as _time
+
+    async def blocking(call):
+        _time.sleep(1.5)  # never awaits: the loop is blocked for 1.5 s
+        await trio.sleep_forever()
+
+    async def agent(call):
+        # the session's agent-runner frame carries this local; stand in for it here, so
+        # that the test does not depend on which frame of the session holds it
+        _callengine_call_label = f"{call.info.provider}:{call.info.call_id}"  # noqa: F841
+        await blocking(call)
+
+    from callengine.testing.provider import default_start
+
+    server = CallServer(agent, ServerConfig(port=0, loop_watchdog_s=0.5))
+    await nursery.start(server.serve)
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz", start=default_start("awaaz", call_id="MZ123")):
+        with trio.fail_after(20):
+            while not server.counters.get("loop_stalls"):
+                await trio.sleep(0.1)
+    (line,) = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert "in call awaaz:MZ123" in line and "in blocking" in line
+
+
+async def test_the_module_docstring_example_works(nursery):
+    import functools
+
+    import callengine.server
+    from callengine.server import serve
+
+    assert "nursery.start(functools.partial(serve, agent, port=0))" in callengine.server.__doc__
+    port = await nursery.start(functools.partial(serve, echo, port=0, loop_watchdog_s=None))
+    async with open_dialed_call(f"ws://127.0.0.1:{port}/awaaz", "awaaz") as sim:
+        sim.say(tone(440, 0.3, 8000))
+        with trio.fail_after(10):
+            while sim.heard_seconds() < 0.2:
+                await trio.sleep(0.02)

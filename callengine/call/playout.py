@@ -40,7 +40,7 @@ _EPS = 1e-9
 
 
 # --- what the writer does next (plain attrs classes, not frozen: one is made per chunk
-# sent, and a frozen class's init costs several times more) ------------------------------------------------------
+# sent, and a frozen class's init costs several times more)
 
 
 @attrs.define
