@@ -86,8 +86,8 @@ class FrozenDict(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    __setitem__ = __delitem__ = __ior__ = _refuse
-    clear = pop = popitem = setdefault = update = _refuse
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]  # refusing is the point
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
 
     def __hash__(self) -> int:  # type: ignore[override]
         h = self._hash
@@ -194,6 +194,12 @@ def _frozen_raw(value: Any) -> Any:
     return _deep_freeze(value)
 
 
+def check_dtmf_digit(value: str) -> None:
+    """Raise ValueError unless ``value`` is one of the sixteen DTMF keys."""
+    if not isinstance(value, str) or len(value) != 1 or value not in DTMF_DIGITS:
+        raise ValueError(f"not a DTMF key: {value!r}")
+
+
 def _check_pcm(instance: Any, attribute: attrs.Attribute, value: bytes) -> None:
     if len(value) % 2:
         raise ValueError(f"{type(instance).__name__}.pcm must hold whole 16-bit samples, got {len(value)} bytes")
@@ -283,12 +289,8 @@ class CallerAudio(_PcmMixin, ProviderEvent):
 class Dtmf(ProviderEvent):
     """A key pressed by the caller: one of ``0-9 * # A-D``."""
 
-    digit: str = attrs.field()
+    digit: str = attrs.field(validator=lambda instance, attribute, value: check_dtmf_digit(value))
 
-    @digit.validator
-    def _check_digit(self, attribute: attrs.Attribute, value: str) -> None:
-        if len(value) != 1 or value not in DTMF_DIGITS:
-            raise ValueError(f"not a DTMF key: {value!r}")
 
 
 @attrs.frozen

@@ -29,7 +29,7 @@ import math
 import attrs
 import numpy as np
 
-from callengine.events import DTMF_DIGITS
+from callengine.events import DTMF_DIGITS, check_dtmf_digit
 
 __all__ = [
     "ROW_FREQS",
@@ -55,14 +55,10 @@ class DtmfKey:
     detector leaves it ``None``; other producers may fill it in.
     """
 
-    digit: str = attrs.field()
+    digit: str = attrs.field(validator=lambda instance, attribute, value: check_dtmf_digit(value))
     start: float
     duration: float | None = None
 
-    @digit.validator
-    def _check_digit(self, attribute: attrs.Attribute, value: str) -> None:
-        if len(value) != 1 or value not in DTMF_DIGITS:
-            raise ValueError(f"not a DTMF key: {value!r}")
 
 
 def _db(x: float) -> float:

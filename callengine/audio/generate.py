@@ -13,11 +13,13 @@ def _n(seconds: float, sample_rate: int) -> int:
 
 def tone(freq: float | tuple[float, ...], seconds: float, sample_rate: int, dbfs: float = -12.0, phase: float = 0.0) -> np.ndarray:
     """A sine (or a sum of sines, equal in level) as int16; ``dbfs`` is the RMS level of each sine."""
-    freqs = (freq,) if np.isscalar(freq) else tuple(freq)
+    freqs: tuple[float, ...] = tuple(freq) if isinstance(freq, (tuple, list)) else (float(freq),)
     t = np.arange(_n(seconds, sample_rate)) / sample_rate
     amp = np.sqrt(2.0) * 10 ** (dbfs / 20)  # RMS of a sine is peak / sqrt(2)
-    x = sum(amp * np.sin(2 * np.pi * f * t + phase) for f in freqs)
-    return np.clip(np.rint(np.asarray(x) * 32768), -32768, 32767).astype(np.int16)
+    x = np.zeros(len(t))
+    for f in freqs:
+        x += amp * np.sin(2 * np.pi * f * t + phase)
+    return np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
 
 
 def silence(seconds: float, sample_rate: int) -> np.ndarray:

@@ -436,9 +436,11 @@ class PolyphaseResampler:
             c0, c1 = n0 // L, -(-n_end // L)  # the cycles that hold outputs n0 .. n_end - 1
             # _base is always c0 * M - P + 1, so cycle c0's window starts at work[0]; the
             # windows are a strided view of work (M samples apart), copied once for BLAS.
-            shape = (c1 - c0, self._coefs.shape[0])
+            coefs = self._coefs
+            assert coefs is not None  # set whenever outputs are due
+            shape = (c1 - c0, coefs.shape[0])
             windows = np.ndarray(shape, np.float64, work, 0, (M * work.itemsize, work.itemsize))
-            y = (windows.copy() @ self._coefs).ravel()[n0 - c0 * L : n_end - c0 * L]
+            y = (windows.copy() @ coefs).ravel()[n0 - c0 * L : n_end - c0 * L]
             self._n_out = n_end
             y *= 1.0 / _COEF_SCALE  # exact: a power of two
             np.rint(y, out=y)

@@ -458,7 +458,8 @@ class LoadGenerator:
                 ws_nursery.cancel_scope.cancel()
         except* ConnectionRejected as group:
             # the client's reader task raises a refusal into its nursery
-            self._handshake_failed(call, f"HTTP {group.exceptions[0].status_code}")
+            rejected = group.exceptions[0]
+            self._handshake_failed(call, f"HTTP {getattr(rejected, 'status_code', '?')}")
         except* HandshakeError as group:
             self._handshake_failed(call, type(group.exceptions[0]).__name__)
         except* (OSError, trio.BrokenResourceError):
