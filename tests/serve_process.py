@@ -67,10 +67,10 @@ class ServeProcess:
 
 
 async def start_serve(nursery: trio.Nursery, args: list[str], *, argv: list[str] | None = None, cwd=ROOT, env: dict | None = None, preexec_fn=None, wait_listening: bool = True) -> ServeProcess:
-    """Start ``callengine serve ARGS`` (or ``argv + ARGS``) and wait for its listening line."""
+    """Start ``callengine serve ARGS`` (or ``argv + ARGS``) and wait for its listening line.
+    ``env``: the whole environment (default: this process's)."""
     command = (argv if argv is not None else PY + ["serve"]) + args
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
-    full_env.update(env or {})
+    full_env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     proc = await nursery.start(
         functools.partial(
             trio.run_process, command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False, cwd=str(cwd), env=full_env, preexec_fn=preexec_fn

@@ -228,10 +228,13 @@ async def test_dial_sends_custom_parameters_and_numbers(nursery, provider):
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-async def test_exactly_one_listening_line(nursery, log_format):
+@pytest.mark.parametrize("level", ["info", "warning"])
+async def test_exactly_one_listening_line(nursery, log_format, level):
     from .serve_process import start_serve
 
-    sp = await start_serve(nursery, ["echo", "--port", "0", "--log-format", log_format, "--log-level", "warning"])
+    # at info level the server's log record and the CLI's line were both written; at
+    # warning level the line must still be there (it carries the port)
+    sp = await start_serve(nursery, ["echo", "--port", "0", "--log-format", log_format, "--log-level", level])
     sp.proc.send_signal(signal.SIGTERM)
     assert await sp.wait() == 0
     listening = [line for line in (sp.stdout_text + sp.stderr_text).splitlines() if "listening" in line]
