@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
