@@ -206,7 +206,7 @@ def shutdown_deadline_s(config) -> float:
     return config.drain_grace_s + config.call.cleanup_grace_s + config.call.close_timeout_s + 1.0
 
 
-async def run_server(agent, config, fd_limit: tuple = (None, None)) -> int:
+async def run_server(agent, config, fd_limit: tuple[int | None, int | None] = (None, None)) -> int:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring's exit codes).
     ``fd_limit``: the soft descriptor limit before and after raising it, to log."""
     from .server import CallServer
@@ -216,7 +216,7 @@ async def run_server(agent, config, fd_limit: tuple = (None, None)) -> int:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
-            _log_fd_limit(*fd_limit, config)  # once listening: a failure to listen stays one line
+            _log_fd_limit(fd_limit[0], fd_limit[1], config)  # once listening: a failure to listen stays one line
             async for signum in signals:
                 log.info("received %s: draining (grace %.1f s; a second signal stops at once)", signal.Signals(signum).name, config.drain_grace_s)
                 break
@@ -247,7 +247,7 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(5000, 50, 100)
 
 
-def _log_fd_limit(before, after, config) -> None:
+def _log_fd_limit(before: int | None, after: int | None, config) -> None:
     from .limits import RESERVED_FDS
 
     if after is None:

@@ -261,6 +261,7 @@ class CallServer:
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
         self.counters["connections"] += 1
         remote = _peer_name(stream)
+        conn: trio.abc.Stream = stream  # wrapped in TLS once admitted (a refusal needs none)
         entry = self._gate.enter()
         try:
             if entry is None:
@@ -268,15 +269,15 @@ class CallServer:
                 return
             try:
                 if self._ssl_context is not None:
-                    stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
-                await self._handle_connection(stream, remote, entry)
+                    conn = trio.SSLStream(stream, self._ssl_context, server_side=True)
+                await self._handle_connection(conn, remote, entry)
             except Exception as exc:  # the error boundary: never past this connection
                 self.counters["errors"] += 1
                 log.error("connection from %s failed: %s", remote, redact_text(repr(exc), self.config.token), exc_info=exc)
         finally:
             if entry is not None:
                 self._gate.leave(entry)
-            await aclose_quietly(stream)
+            await aclose_quietly(conn)
 
     async def _refuse_busy(self, stream: trio.abc.Stream, *, tls: bool) -> None:
         """Over the pending-handshake cap: a short 503 (plain TCP only: on TLS that would

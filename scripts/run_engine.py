@@ -11,7 +11,7 @@ from callengine.cli import add_serve_arguments, cmd_serve
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="run_engine.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="run_engine.py", description=(__doc__ or "").splitlines()[0])
     add_serve_arguments(parser)
     return cmd_serve(parser.parse_args(argv))
 

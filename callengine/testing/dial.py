@@ -16,7 +16,7 @@ from typing import AsyncIterator, Mapping, Sequence
 import attrs
 import numpy as np
 import trio
-from trio_websocket import HandshakeError, wrap_client_stream
+from trio_websocket import HandshakeError, WebSocketConnection, wrap_client_stream
 
 from ..call.transport import WebSocketTransport, aclose_quietly
 from ..events import CallStarted
@@ -55,8 +55,6 @@ async def open_dialed_call(
     if parsed.scheme not in ("ws", "wss"):
         raise DialError(f"not a ws:// or wss:// URL: {_shown(url)!r}")
     secure = parsed.scheme == "wss"
-    if secure and ssl_context is None:
-        ssl_context = ssl.create_default_context()
     host = parsed.hostname or "127.0.0.1"
     port = parsed.port or (443 if secure else 80)
     resource = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
@@ -70,9 +68,10 @@ async def open_dialed_call(
         raise DialError(f"cannot connect to {_shown(url)}: {exc!r}") from exc
     try:
         if secure:
-            stream = trio.SSLStream(stream, ssl_context, server_hostname=host, https_compatible=True)
+            stream = trio.SSLStream(stream, ssl_context or ssl.create_default_context(), server_hostname=host, https_compatible=True)
         failed: BaseException | None = None
         handshake_done = False
+        ws: WebSocketConnection | None = None
         try:
             async with trio.open_nursery() as ws_nursery:  # holds the websocket's reader task
                 try:
@@ -90,6 +89,7 @@ async def open_dialed_call(
                     failed = exc  # raised below, outside the nursery, so callers see DialError itself
                     ws_nursery.cancel_scope.cancel()
                 if failed is None:
+                    assert ws is not None
                     handshake_done = True
                     sim = SimulatedProvider(WebSocketTransport(ws), provider, **provider_options)
                     try:
@@ -198,12 +198,12 @@ async def simulate_call(
     from ..audio.wav import build_wav
 
     t_start = time.monotonic()
-    options = {"start": start} if start is not None else {}
-    async with open_dialed_call(url, provider, extra_headers=extra_headers, **options) as sim:
+    async with open_dialed_call(url, provider, extra_headers=extra_headers, start=start) as sim:
         async with trio.open_nursery() as nursery:
 
             async def script() -> None:
                 t0 = sim.t0
+                assert t0 is not None  # set once the call has started, before the block runs
                 if audio is not None:
                     await trio.sleep_until(t0 + speak_at)
                     sim.say(audio, audio_rate)
