@@ -47,7 +47,7 @@ from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, d
 from .loopwatch import run_loop_watchdog
 from .protocols.base import Role
 from .protocols.registry import CODECS, create_codec, detect_provider
-from .redact import redact_text
+from .redact import redact_headers, redact_text
 from .registry import SessionRegistry, StuckAgent
 from .routing import Rejection, route, shown_path
 
@@ -314,6 +314,8 @@ class CallServer:
         except Rejection as rej:
             await self._reject(request, rej, remote)
             return
+        if log.isEnabledFor(logging.DEBUG):  # what a provider sends, for setting one up
+            log.debug("upgrade request from %s: %s %s", remote, path, redact_headers(request.headers, cfg.token))
         subprotocol = KNOWLARITY_SUBPROTOCOL if KNOWLARITY_SUBPROTOCOL in request.proposed_subprotocols else None
         self.active_calls += 1
         self._idle = trio.Event() if self.active_calls == 1 else self._idle
