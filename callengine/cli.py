@@ -113,9 +113,28 @@ class _JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):  # structured extras (scheme, host, port of "listening")
             data = {**fields, **data}
         out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, **data}
+        call = getattr(record, "call", "")
+        if call and "call" not in out:
+            out["call"] = call  # the call this line belongs to (an agent's own lines too)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+class _TextFormatter(logging.Formatter):
+    """``time level logger: message``, with ``[call]`` before the message inside a call
+    (record.call, set for every record made in a call's tasks, the agent's included)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        call = getattr(record, "call", "")
+        if call and call not in record.message:
+            head, sep, tail = text.partition(": ")
+            return f"{head}{sep}[{call}] {tail}"
+        return text
 
 
 def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = False) -> None:
@@ -125,7 +144,7 @@ def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = Fa
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
@@ -165,6 +184,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-rate", type=int, default=16000, help="sample rate of the agent's audio (default 16000)")
     p.add_argument("--idle-timeout", type=float, default=30.0, help="end a call whose provider sends nothing for this long (s)")
     p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT, let live calls run this long (s); a second signal stops at once")
+    p.add_argument("--send-timeout", type=float, default=5.0, help="end a call whose provider stops reading for this long (s, default 5)")
+    p.add_argument("--keepalive", type=float, default=1.0, help="ping the provider this often to find one that stopped reading (s, default 1; 0: no pings)")
     p.add_argument("--cleanup-grace", type=float, default=2.0, help="time an ended call's agent has to exit before it is reported stuck (s, default 2)")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -182,6 +203,8 @@ def server_config_from_args(args: argparse.Namespace):
         vad=args.vad,
         idle_timeout_s=args.idle_timeout,
         cleanup_grace_s=args.cleanup_grace,
+        send_timeout_s=args.send_timeout,
+        keepalive_s=args.keepalive or None,
     )
     options = {}
     if args.max_pending_handshakes is not None:

@@ -260,3 +260,21 @@ async def test_the_demo_says_which_agents_it_runs():
         nursery.cancel_scope.cancel()
     first = out.getvalue().splitlines()[0]
     assert "Awaaz" in first and "`prompt` agent" in first and "Knowlarity" in first and "`ivr` agent" in first
+
+
+def test_log_lines_name_their_call_in_both_formats():
+    import logging as _logging
+
+    from callengine.call.logcontext import current_call, install_record_factory
+    from callengine.cli import _JsonFormatter, _TextFormatter
+
+    install_record_factory()
+    token = current_call.set("awaaz:MZ7")
+    try:
+        record = _logging.getLogger("mypkg.agent").makeRecord("mypkg.agent", _logging.INFO, __file__, 1, "hello %s", ("there",), None)
+    finally:
+        current_call.reset(token)
+    assert "mypkg.agent: [awaaz:MZ7] hello there" in _TextFormatter().format(record)
+    assert json.loads(_JsonFormatter().format(record))["call"] == "awaaz:MZ7"
+    outside = _logging.getLogger("x").makeRecord("x", _logging.INFO, __file__, 1, "plain", (), None)
+    assert "[" not in _TextFormatter().format(outside)
