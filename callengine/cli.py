@@ -259,11 +259,10 @@ def tune_gc_for_serving() -> None:
 
     What exists once the agent is loaded (modules, functions, the agent) lives as long as
     the process: freeze it, so the collector stops rescanning it, and collect the young
-    generations less often. With the defaults, a full collection every few seconds stalls
-    every call at once for 25-35 ms at 40 echo calls (round-trip p99 35 ms, an audible gap
-    on every call); with these settings there was none in the same run (p99 7 ms). Cyclic
-    garbage waits longer to be freed; young cycles are still collected every 5,000
-    allocations.
+    generations less often. A full collection with the default thresholds stalls every live
+    call at once, long enough for an audible gap. Cyclic garbage waits longer to be freed
+    (a finished call leaves none: its parts are freed by reference counting); young cycles
+    are still collected every 5,000 allocations.
     """
     gc.collect()
     gc.freeze()

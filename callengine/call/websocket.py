@@ -3,7 +3,7 @@
 trio-websocket gives every connection a reader task that parses frames and hands each
 message to the consumer through a memory channel, and a lock around every send. For a call
 that is one extra task resumption and two channel operations per inbound 20 ms frame, and a
-lock per outbound frame; at 40 echo calls that was a fifth of the engine's CPU. Here the
+lock per outbound frame, a large share of the engine's work per call. Here the
 session's reader task drives wsproto itself: ``get_message()`` reads the socket, feeds
 wsproto and returns the next message, with no task or queue between. Sends take a
 flag, not a lock: the writer task is the only sender of data (and of pings), and the rare
