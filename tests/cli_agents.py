@@ -23,3 +23,12 @@ async def tidy(call):
 
 async def hold(call):
     await trio.sleep_forever()
+
+
+async def echo(call):
+    """Plays back what the caller says, in one streaming playback (barge-in off)."""
+    call.barge_in = False
+    async with call.open_playback() as playback:
+        async for event in call:
+            if hasattr(event, "pcm"):
+                await playback.write(event.pcm)

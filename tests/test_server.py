@@ -18,14 +18,7 @@ from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
 from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import DialError, open_dialed_call
-
-
-async def echo(call):
-    call.barge_in = False
-    async with call.open_playback() as playback:
-        async for event in call:
-            if hasattr(event, "pcm"):
-                await playback.write(event.pcm)
+from .cli_agents import echo
 
 
 async def hold(call):

@@ -20,14 +20,7 @@ from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import open_dialed_call
 
 from .serve_process import start_serve
-
-
-async def echo(call):
-    call.barge_in = False
-    async with call.open_playback() as playback:
-        async for event in call:
-            if hasattr(event, "pcm"):
-                await playback.write(event.pcm)
+from .cli_agents import echo
 
 
 async def _served(port: int) -> float:

@@ -27,16 +27,9 @@ from callengine.testing.dial import open_dialed_call
 from callengine.testing.provider import default_start
 
 from .rawws import CLOSE, PING, PONG, TEXT, ServerFrames, client_frame, open_raw_client
+from ..cli_agents import echo
 
 MAX_STALL_S = 0.050
-
-
-async def echo(call):
-    call.barge_in = False
-    async with call.open_playback() as playback:
-        async for event in call:
-            if hasattr(event, "pcm"):
-                await playback.write(event.pcm)
 
 
 @pytest.fixture
