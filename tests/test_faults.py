@@ -25,7 +25,8 @@ odd-length PCM (Awaaz payload)        protocol_error       1007   "... not whole
 odd-length binary frames (Knowlarity) not fatal: carried   -      (none: the odd byte joins the next frame)
 binary frame on Awaaz                 protocol_error       1003   "binary frames are not part of the protocol"
 text after the start (Knowlarity)     not fatal: counted   -      "unknown message 'text' ignored"
-media before start                    protocol_error       1002   "protocol error before start: ... before start"
+media before start (Awaaz)            not fatal: counted   -      "unknown message 'media before start'"
+media before start (Knowlarity)       protocol_error       1002   "protocol error before start: ... before start"
 message over max_message_size         message_too_big      1009   "closed with 1009: message over 8192 bytes"
 flood of tiny messages                see the flood test   -      at most 5 lines per call
 handshake never completes             (no call)            -      "handshake from ... failed: timed out"
@@ -256,10 +257,32 @@ async def test_bad_input_ends_only_that_call(start_server, caplog, name):
     assert not [line for line in log_lines(caplog, logging.ERROR)]  # bad input is a warning, not a stack trace
 
 
+async def test_awaaz_media_before_start_is_skipped_and_the_call_starts(start_server, caplog):
+    """Awaaz's own connector carries on after media (and a second start) before start, so
+    the engine skips them, counts them, and runs the call once the start comes."""
+    caplog.set_level(logging.INFO)
+    server = await start_server()
+    early = media(base64.b64encode(b"\0" * 320).decode())
+    start = json.dumps({"event": "start", "stream_sid": "MZe", "start": {"call_sid": "early", "custom_parameters": {"role": "hold"}}})
+    async with healthy_call(server, caplog):
+        async with open_raw_websocket(server.port, "/awaaz") as ws:
+            for message in (early, early, start, start, early):
+                await ws.send_message(message)
+            await trio.sleep(0.3)
+            await ws.send_message('{"event":"stop"}')
+            with trio.fail_after(10):
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        await ws.get_message()
+    report = await wait_for_summary(caplog, "early")
+    assert (report["end_cause"], report["close_code"]) == ("provider_stop", 1000)
+    assert report["unknown_messages"] == 3  # two media before start, one second start
+    assert report["frames_in"] == 1
+
+
 @pytest.mark.parametrize(
     "provider,first",
     [
-        ("awaaz", media(base64.b64encode(b"\0" * 320).decode())),
         ("knowlarity", b"\0" * 640),
     ],
 )

@@ -71,13 +71,20 @@ def loads_object(text: str, *, what: str = "message") -> dict:
     return value
 
 
-def b64decode(value: object, *, what: str) -> bytes:
-    """Strict base64 (no stray characters), as a RemoteProtocolError on failure."""
+def b64decode(value: object, *, what: str, lenient: bool = False) -> bytes:
+    """Strict base64 (no stray characters), as a RemoteProtocolError on failure. With
+    ``lenient``, line breaks and spaces are allowed (Python's ``base64.encodebytes`` puts a
+    newline every 76 characters, and some peers send that)."""
     if not isinstance(value, str):
         raise RemoteProtocolError(f"{what} must be a base64 string, got {type(value).__name__}", CloseCode.INVALID_PAYLOAD)
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
+        if lenient and any(c in value for c in " \t\r\n"):
+            try:
+                return base64.b64decode("".join(value.split()), validate=True)
+            except (binascii.Error, ValueError):
+                pass
         raise RemoteProtocolError(f"{what} is not valid base64: {exc}", CloseCode.INVALID_PAYLOAD) from exc
 
 

@@ -18,15 +18,19 @@ documented rule, so a live test can change it cheaply):
 * Each outbound payload is a complete WAV file (44-byte header + PCM) because Awaaz's
   mod_audio_fork skips 44 bytes of every payload. ``wav_wrap=False`` sends raw PCM for
   accounts where that is confirmed not to be needed.
-* Out-of-order messages (audio, dtmf or a mark echo before ``start``; a second ``start``)
-  raise RemoteProtocolError with close code 1002; see ``_common`` for the policy.
+* Tolerated as Awaaz's own connector tolerates them, reported as ``UnknownMessage`` (the
+  engine counts them and logs a few), never fatal: audio, dtmf or a mark echo before
+  ``start`` (skipped until it comes); a second ``start`` (ignored); a ``media`` message
+  without ``media`` or ``payload``; base64 with line breaks (decoded); JSON sent in a
+  binary frame and a UTF-8 BOM (read as text). A binary frame that is not JSON text is
+  still not the protocol (1003).
 * A ``dtmf`` whose digit is missing or not one of ``0-9 * # A-D`` is reported as
   ``UnknownMessage(kind="dtmf")`` rather than killing a live call: a key press is not worth
   a dropped call, and Pipecat's Awaaz serializer also skips invalid digits. Lower-case
   ``a-d`` and integer digits are accepted.
-* A ``mark`` echo reads ``mark.name`` (the shape is inferred), falling back to a top-level
-  ``name``; with neither it is ``UnknownMessage(kind="mark")`` (the ledger's deadline then
-  settles the mark).
+* A ``mark`` echo reads ``mark.name`` (the shape is inferred), a string ``mark`` (seen from
+  Twilio-style peers), or a top-level ``name``; with none it is
+  ``UnknownMessage(kind="mark")`` (the ledger's deadline then settles the mark).
 * ``stop`` may arrive before ``start`` (a call that ended during set-up) and is reported.
   After ``stop`` every further well-formed message is reported as ``UnknownMessage`` with
   the message's event name as ``kind``: the call is over, nothing is decoded.
@@ -215,10 +219,13 @@ class AwaazCodec(CallStateMachine, Codec):
 
     def receive(self, message: WireMessage) -> Sequence[Event]:
         check_role_and_type(message)
-        if is_binary(message):
-            raise RemoteProtocolError("awaaz: binary frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
-        assert isinstance(message, str)
-        msg = loads_object(message, what="awaaz message")
+        if not isinstance(message, str):
+            # JSON sent in a binary frame is read as if it were text (peers do this)
+            text = _text_of_binary(bytes(message))
+            if text is None:
+                raise RemoteProtocolError("awaaz: binary frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
+            message = text
+        msg = loads_object(message.lstrip("\ufeff"), what="awaaz message")
         event = msg.get("event")
         if not isinstance(event, str) or not event:
             raise RemoteProtocolError("awaaz: message has no \"event\" string", CloseCode.INVALID_PAYLOAD)
@@ -229,6 +236,13 @@ class AwaazCodec(CallStateMachine, Codec):
     def _receive_as_engine(self, event: str, msg: dict) -> list[Event]:
         kind = _INBOUND_KINDS.get(event, _UNKNOWN)
         was = self._state
+        # Tolerated as Awaaz's own connector tolerates them (the state does not move): media,
+        # DTMF or a mark before start are skipped until start; a second start is ignored.
+        # Both come back as UnknownMessage, which the engine counts and logs a few times.
+        if was is _State.IDLE and kind in (_MEDIA, _DTMF, _MARK_ECHO):
+            return [UnknownMessage(kind=f"{event} before start", raw=msg)]
+        if was is _State.STARTED and kind == _START:
+            return [UnknownMessage(kind="second start", raw=msg)]
         after = self._next_state(kind, local=False)
         if was is _State.STOPPED:
             return [UnknownMessage(kind=event, raw=msg)]
@@ -286,9 +300,10 @@ class AwaazCodec(CallStateMachine, Codec):
 
     def _decode_media(self, msg: dict) -> list[Event]:
         media = msg.get("media")
-        if not isinstance(media, dict):
-            raise RemoteProtocolError("awaaz: media message has no \"media\" object", CloseCode.INVALID_PAYLOAD)
-        pcm = b64decode(media.get("payload"), what="awaaz media.payload")
+        if not isinstance(media, dict) or media.get("payload") is None:
+            # nothing to play: skipped and reported, as Awaaz's connector skips it
+            return [UnknownMessage(kind="media without payload", raw=msg)]
+        pcm = b64decode(media.get("payload"), what="awaaz media.payload", lenient=True)
         if len(pcm) % 2:
             raise RemoteProtocolError(
                 f"awaaz: media payload is {len(pcm)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
@@ -312,7 +327,9 @@ class AwaazCodec(CallStateMachine, Codec):
     @staticmethod
     def _decode_mark_echo(msg: dict) -> Event:
         body = msg.get("mark")
-        name = body.get("name") if isinstance(body, dict) else msg.get("name")
+        # {"mark": {"name": ...}}, {"mark": "name"} (seen from Twilio-style peers) or a
+        # top-level "name"
+        name = body.get("name") if isinstance(body, dict) else body if isinstance(body, str) else msg.get("name")
         if isinstance(name, str):
             return MarkEchoed(name)
         return UnknownMessage(kind="mark", raw=msg)
@@ -513,3 +530,13 @@ def _raw_message(event: UnknownMessage) -> WireMessage:
     if isinstance(raw, Mapping):
         return dumps(dict(raw))
     return dumps({"event": event.kind})
+
+
+def _text_of_binary(data: bytes) -> str | None:
+    """A binary frame that holds a JSON object as UTF-8 text, else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    stripped = text.lstrip("\ufeff \t\r\n")
+    return text if stripped.startswith("{") else None
