@@ -32,8 +32,12 @@ Decisions where the documentation is unsure:
   Knowlarity's; the session layer has its own connection id for logs. ``stream_id`` is
   always ``""`` (there is no separate stream id).
 * **Caller audio**: binary frames, any length. An odd trailing byte is carried into the
-  next frame. Empty frames (mod_audio_fork sends one at graceful shutdown) are ignored in
-  every state. A non-empty binary frame before the metadata is RemoteProtocolError 1002.
+  next frame. An empty frame after the metadata is mod_audio_fork's graceful shutdown (it
+  then waits for the server to close): :class:`CallStopped` (``empty_frame_ends=False``
+  ignores it); before the metadata it is ignored. Audio before the metadata (we missed the
+  first frame) is skipped and reported as ``UnknownMessage("binary before metadata")``.
+* **Text frames**: a UTF-8 BOM is dropped; several JSON texts joined in one frame (drachtio
+  appends queued texts) are read one by one, the first as the metadata if it is still due.
 * **Text after the metadata is never fatal**: a JSON object whose ``event``/``type`` is
   DTMF-like (``dtmf``, ``websocket:dtmf``) with a valid digit becomes :class:`Dtmf`; a
   stop-like one (``stop``, ``hangup``, ``disconnect``, ``websocket:disconnected``...)
@@ -373,6 +377,9 @@ class KnowlarityCodec(CallStateMachine, Codec):
     ``capabilities.chunk_ms``). ``max_clip_ms``: the longest clip one ``playAudio`` may
     carry; longer PlayAudio commands are split (must fit mod_audio_fork's message limit at
     16 kHz, i.e. at most ~15.5 s). ``kill_audio``: send ``killAudio`` for Clear.
+    ``empty_frame_ends``: ENGINE only: an empty binary frame after the metadata ends the
+    call cleanly (mod_audio_fork's graceful shutdown sends one and then waits for us to
+    close); False ignores empty frames.
     ``layout``: PROVIDER only: the first-frame layout to send, ``"verloop"`` (uuid,
     sample_rate, from, to, campaign, metadata) or ``"callid"`` (callid, virtual_number,
     customer_number, ivr_data as a JSON string, client_meta_id, event_timestamp).
@@ -407,8 +414,10 @@ class KnowlarityCodec(CallStateMachine, Codec):
         max_clip_ms: int = 10000,
         kill_audio: bool = True,
         layout: str = "verloop",
+        empty_frame_ends: bool = True,
     ) -> None:
         super().__init__(Role(role))
+        self.empty_frame_ends = bool(empty_frame_ends)
         for option, value in (("clip_ms", clip_ms), ("max_clip_ms", max_clip_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
@@ -468,7 +477,15 @@ class KnowlarityCodec(CallStateMachine, Codec):
         if not isinstance(message, str):
             data = bytes(message)
             if not data:
-                return []  # mod_audio_fork's flush frame at graceful shutdown
+                if self.empty_frame_ends and self._state is _State.STARTED:
+                    # mod_audio_fork's graceful shutdown: one empty frame, then it waits for
+                    # us to close. The caller's stream is over: end the call cleanly.
+                    self._commit(_State.STOPPED)
+                    return [CallStopped(reason="graceful shutdown (empty binary frame)")]
+                return []  # before the metadata, or after the end
+            if self._state is _State.IDLE:
+                # audio before the metadata: we missed the first frame; skipped until it comes
+                return [UnknownMessage(kind="binary before metadata", raw=b"")]
             after = self._next_state(_AUDIO, local=False)
             if self._state is _State.STOPPED:
                 return [UnknownMessage(kind="binary", raw=data)]
@@ -477,15 +494,19 @@ class KnowlarityCodec(CallStateMachine, Codec):
             self._carry = data[cut:]
             self._commit(after)
             return [CallerAudio(pcm=data[:cut], sample_rate=self._rate)] if cut else []
-        assert isinstance(message, str)
-        if self._state is _State.IDLE:
-            after = self._next_state(_METADATA, local=False)
-            started = _call_started(parse_metadata(message))
-            self._rate = started.sample_rate
-            self.call_id = started.call_id
-            self._commit(after)
-            return [started]
-        return self._decode_text_event(message)
+        texts = _split_json_texts(message.lstrip("\ufeff"))
+        out: list[Event] = []
+        for text in texts:
+            if self._state is _State.IDLE:
+                after = self._next_state(_METADATA, local=False)
+                started = _call_started(parse_metadata(text))
+                self._rate = started.sample_rate
+                self.call_id = started.call_id
+                self._commit(after)
+                out.append(started)
+            else:
+                out.extend(self._decode_text_event(text))
+        return out
 
     def _decode_text_event(self, text: str) -> list[Event]:
         try:
@@ -508,6 +529,11 @@ class KnowlarityCodec(CallStateMachine, Codec):
     @staticmethod
     def _classify(name: str, value: dict) -> tuple[str, Event]:
         lowered = name.lower()
+        if lowered == "text" and "dtmf" in value:
+            # drachtio's example shape: {"dtmf": "5", "duration": ..., "source": ...}
+            digit = _find_digit(value)
+            if digit is not None:
+                return _TEXT, Dtmf(digit)
         if lowered in _DTMF_KINDS:
             digit = _find_digit(value)
             if digit is not None:
@@ -733,3 +759,25 @@ def _raw_message(event: UnknownMessage) -> WireMessage:
     if isinstance(raw, Mapping):
         return dumps(dict(raw))
     return dumps({"type": event.kind})
+
+
+def _split_json_texts(text: str) -> list[str]:
+    """One text frame may hold several JSON texts back to back (drachtio's mod_audio_fork
+    appends queued texts into one frame): split them. Anything that is not a run of JSON
+    objects comes back whole, for the lenient parsers."""
+    stripped = text.strip()
+    if not stripped.startswith("{") or "}" not in stripped[:-1]:
+        return [text]
+    decoder = json.JSONDecoder()
+    parts: list[str] = []
+    at = 0
+    try:
+        while at < len(stripped):
+            _, end = decoder.raw_decode(stripped, at)
+            parts.append(stripped[at:end])
+            at = end
+            while at < len(stripped) and stripped[at] in " \t\r\n":
+                at += 1
+    except ValueError:
+        return [text]
+    return parts

@@ -354,12 +354,21 @@ class SimulatedProvider:
     # --- the provider ending the call -------------------------------------------------------
 
     async def stop(self, reason: str = "caller hung up") -> None:
-        """The caller hangs up: the provider's stop message, then a normal close."""
+        """The caller hangs up the provider's way. Awaaz: its stop message, then a normal
+        close. Knowlarity (mod_audio_fork's graceful shutdown): one empty binary frame, then
+        it waits for the engine to close, as the module does; it closes itself only if the
+        engine has not within ``close_delay`` + 5 s (a test then sees the wait)."""
         self._note("stop", reason)
         try:
             await self._send(CallStopped(reason))
         except TransportClosed:
             return
+        if self.name == "knowlarity":
+            with trio.move_on_after(self.close_delay + 5.0):
+                await self.closed.wait()
+            if self.closed.is_set():
+                return
+            self._note("stop", "the engine did not close after the empty frame; closing")
         await self.transport.aclose(1000, reason)
 
     async def drop(self) -> None:

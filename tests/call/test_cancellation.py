@@ -282,9 +282,9 @@ def test_random_end_points_leave_nothing_behind(cause, at, provider):
         assert call_tasks_alive() == []
         if "n" in sent_at_end:
             assert len(sim.engine_transport.sent) == sent_at_end["n"]  # nothing after the end
-        # Awaaz stops with a message and the engine closes with 1000; Knowlarity's provider
-        # closes the socket itself, so the engine only answers the close (no code of its own)
-        stop_code = 1000 if provider == "awaaz" else None
+        # Awaaz stops with a message, Knowlarity with mod_audio_fork's empty frame; either way
+        # the engine then closes with 1000
+        stop_code = 1000
         expected_code = {
             "provider_stop": stop_code,
             "clear_then_stop": stop_code,

@@ -238,14 +238,40 @@ def test_parse_metadata_public_helper():
 # --- caller audio --------------------------------------------------------------------
 
 
-def test_binary_before_metadata_is_a_protocol_error():
-    with pytest.raises(RemoteProtocolError) as info:
-        KnowlarityCodec().receive(b"\x00\x01")
-    assert info.value.close_code == CloseCode.PROTOCOL_ERROR
-
-
-def test_empty_binary_frames_are_ignored_everywhere():
+def test_binary_before_metadata_is_skipped_and_reported():
     engine = KnowlarityCodec()
+    [event] = engine.receive(b"\x00\x01")
+    assert isinstance(event, UnknownMessage) and event.kind == "binary before metadata"
+    [started] = engine.receive(json.dumps(VERLOOP_INBOUND))
+    assert isinstance(started, CallStarted) and engine.started
+
+
+def test_empty_frame_after_audio_is_a_graceful_end():
+    """mod_audio_fork's graceful shutdown: one empty binary frame, then it waits for us."""
+    assert KnowlarityCodec().receive(b"") == []  # before the metadata: nothing
+    engine = started_engine()
+    assert engine.receive(pcm_of(640)) == [CallerAudio(pcm_of(640), 16000)]
+    [stop] = engine.receive(b"")
+    assert isinstance(stop, CallStopped) and "graceful" in stop.reason
+    assert engine.stopped
+    lenient = started_engine(empty_frame_ends=False)
+    lenient.receive(pcm_of(640))
+    assert lenient.receive(b"") == []
+
+
+def test_bom_and_joined_json_texts_and_drachtio_dtmf():
+    engine = KnowlarityCodec()
+    joined = "\ufeff" + json.dumps(VERLOOP_INBOUND) + json.dumps({"event": "dtmf", "dtmf": {"digit": "4"}})
+    [started, key] = engine.receive(joined)
+    assert isinstance(started, CallStarted) and key == Dtmf("4")
+    assert engine.receive(json.dumps({"dtmf": "5", "duration": 100, "source": "rfc2833"})) == [Dtmf("5")]
+    both = json.dumps({"dtmf": "6"}) + "\n" + json.dumps({"event": "stop"})
+    [six, stop] = engine.receive(both)
+    assert six == Dtmf("6") and isinstance(stop, CallStopped)
+
+
+def test_empty_binary_frames_are_ignored_with_empty_frame_ends_off():
+    engine = KnowlarityCodec(empty_frame_ends=False)
     assert engine.receive(b"") == []
     engine.receive(json.dumps(VERLOOP_INBOUND))
     assert engine.receive(b"") == []
@@ -253,7 +279,7 @@ def test_empty_binary_frames_are_ignored_everywhere():
 
 @pytest.mark.parametrize("sizes", [[640, 640], [3, 1, 0, 5, 7, 2, 0, 1, 1], [1], [1, 1], [8191, 1, 8192]])
 def test_odd_bytes_are_carried_exactly(sizes):
-    engine = started_engine()
+    engine = started_engine(empty_frame_ends=False)  # empty frames amid the audio are ignored
     data = pcm_of(sum(sizes))
     out, offset = [], 0
     for size in sizes:
@@ -274,11 +300,12 @@ def test_caller_audio_round_trip():
         provider.send(CallerAudio(pcm_of(320), 8000))
 
 
-def test_stop_is_the_flush_frame_and_the_engine_ignores_it():
+def test_stop_is_the_flush_frame_and_the_engine_reads_it_as_the_end():
     engine, provider = started_pair()
     assert provider.send(CallStopped()) == [b""]
-    assert relay(KnowlarityCodec(Role.PROVIDER), KnowlarityCodec(), CallStopped()) == []
-    assert engine.receive(b"") == []
+    assert relay(KnowlarityCodec(Role.PROVIDER), KnowlarityCodec(), CallStopped()) == []  # not started yet
+    [stop] = engine.receive(b"")
+    assert isinstance(stop, CallStopped)
     with pytest.raises(LocalProtocolError):
         provider.send(CALL)
 
