@@ -166,6 +166,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--provider", choices=["awaaz", "knowlarity"], help="force one provider on every path (default: route by path, then detect)")
+    p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER", help="paths under PREFIX are PROVIDER's calls, e.g. /knowlarity-stream=knowlarity (repeatable)")
     p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
@@ -209,10 +210,17 @@ def server_config_from_args(args: argparse.Namespace):
     options = {}
     if args.max_pending_handshakes is not None:
         options["max_pending_handshakes"] = args.max_pending_handshakes
+    routes = []
+    for item in args.route:
+        prefix, sep, provider = item.partition("=")
+        if not sep or not prefix or not provider:
+            raise ValueError(f"bad --route {item!r}: use PREFIX=PROVIDER, e.g. /knowlarity-stream=knowlarity")
+        routes.append((prefix, provider.strip().lower()))
     return ServerConfig(
         host=args.host,
         port=args.port,
         provider=args.provider,
+        routes=tuple(routes),
         token=args.token,
         certfile=args.certfile,
         keyfile=args.keyfile,

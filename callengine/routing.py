@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .call.websocket import UpgradeRequest
     from .server import ServerConfig
 
-__all__ = ["Rejection", "route", "shown_path"]
+__all__ = ["Rejection", "route", "routed_provider", "shown_path"]
 
 
 class Rejection(Exception):
@@ -58,6 +58,9 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> str | None:
     bare = "/" + "/".join(segments)
     if config.provider is not None:
         return config.provider
+    routed = routed_provider(config.routes, segments)
+    if routed is not None:
+        return routed
     provider = provider_from_path(bare)
     if provider is not None:
         return provider
@@ -66,11 +69,21 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> str | None:
     raise Rejection(404, "unknown path: use /awaaz or /knowlarity")
 
 
+def routed_provider(routes: "tuple[tuple[str, str], ...]", segments: list[str]) -> str | None:
+    """The provider of the longest route prefix the path's segments start with."""
+    best: tuple[int, str] | None = None
+    for prefix, provider in routes:
+        want = [s for s in prefix.split("/") if s]
+        if segments[: len(want)] == want and (best is None or len(want) > best[0]):
+            best = (len(want), provider)
+    return best[1] if best else None
+
+
 def shown_path(config: "ServerConfig", target: str, *, token_unknown: bool = False) -> str:
     """``target`` as logs and reports show it: the token, right or wrong, masked. With
     ``token_unknown`` (a token is required and none was found), every segment but the
     provider names and the detection paths' segments is masked."""
-    keep = list(CODECS) + [seg for p in config.detect_paths for seg in p.split("/") if seg]
+    keep = list(CODECS) + [seg for p in (*config.detect_paths, *(r for r, _ in config.routes)) for seg in p.split("/") if seg]
     return redact_path(target, config.token, keep=keep, unknown_segments=token_unknown and config.token is not None)
 
 

@@ -66,6 +66,10 @@ class ServerConfig:
     """How the server accepts calls.
 
     ``provider``: force one provider for every path (else route by path, then detect).
+    ``routes``: (path prefix, provider) pairs, e.g. ``(("/knowlarity-stream", "knowlarity"),
+    ("/socket", "awaaz"))``: a path under a prefix is that provider's (the longest prefix
+    wins; segment boundaries count, the token segment is left out first). Checked before
+    the provider names in the path and the detection paths.
     ``detect_paths``: paths on which the provider is detected from the first message.
     ``token``: shared secret; None disables the check. ``certfile``/``keyfile``: serve wss.
     ``max_calls``: concurrent calls; more get HTTP 503. ``max_message_size``: bytes; a
@@ -86,6 +90,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     provider: str | None = None
+    routes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple((str(a), str(b)) for a, b in v))
     detect_paths: tuple[str, ...] = ("/", "/ws", "/stream", "/call")
     token: str | None = None
     certfile: str | None = None
@@ -101,6 +106,11 @@ class ServerConfig:
     def __attrs_post_init__(self) -> None:
         if self.provider is not None and self.provider not in CODECS:
             raise ValueError(f"unknown provider {self.provider!r}; choose from {', '.join(CODECS)}")
+        for prefix, name in self.routes:
+            if name not in CODECS:
+                raise ValueError(f"route {prefix!r}: unknown provider {name!r}; choose from {', '.join(CODECS)}")
+            if not prefix.startswith("/") or "?" in prefix:
+                raise ValueError(f"route prefix {prefix!r} must be a path starting with '/'")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
         if self.max_pending_handshakes < 1:

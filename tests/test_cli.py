@@ -278,3 +278,13 @@ def test_log_lines_name_their_call_in_both_formats():
     assert json.loads(_JsonFormatter().format(record))["call"] == "awaaz:MZ7"
     outside = _logging.getLogger("x").makeRecord("x", _logging.INFO, __file__, 1, "plain", (), None)
     assert "[" not in _TextFormatter().format(outside)
+
+
+def test_route_option_maps_prefixes():
+    from callengine.cli import build_parser, server_config_from_args
+
+    args = build_parser().parse_args(["serve", "echo", "--route", "/knowlarity-stream=knowlarity", "--route", "/socket=Awaaz"])
+    config = server_config_from_args(args)
+    assert config.routes == (("/knowlarity-stream", "knowlarity"), ("/socket", "awaaz"))
+    result = subprocess.run(PY + ["serve", "echo", "--route", "/socket"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "PREFIX=PROVIDER" in result.stderr

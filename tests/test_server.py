@@ -308,3 +308,34 @@ async def test_the_module_docstring_example_works(nursery):
         with trio.fail_after(10):
             while sim.heard_seconds() < 0.2:
                 await trio.sleep(0.02)
+
+
+async def test_routes_map_path_prefixes_to_providers(server_factory):
+    """Users register URLs such as /knowlarity-stream/<id> or /socket (404 before)."""
+    server = await server_factory(echo, routes=(("/knowlarity-stream", "knowlarity"), ("/socket", "awaaz")))
+    for path, provider in (("/knowlarity-stream/abc123", "knowlarity"), ("/socket", "awaaz")):
+        async with open_dialed_call(f"ws://127.0.0.1:{server.port}{path}", provider) as sim:
+            sim.say(tone(500, 0.3, sim.rate))
+            with trio.fail_after(10):
+                while sim.heard_seconds() < 0.2:
+                    await trio.sleep(0.02)
+    with trio.fail_after(10):
+        while server.counters["calls_ended"] < 2:
+            await trio.sleep(0.01)
+    assert server.counters["calls"] == 2 and server.end_causes == {"provider_stop": 2}
+    with pytest.raises(DialError, match="404"):
+        async with open_dialed_call(f"ws://127.0.0.1:{server.port}/knowlarity-streams", "knowlarity"):
+            pass  # a prefix matches whole segments only
+
+
+def test_route_config_is_checked():
+    from callengine.routing import routed_provider
+
+    with pytest.raises(ValueError, match="unknown provider"):
+        ServerConfig(routes=(("/x", "twilio"),))
+    with pytest.raises(ValueError, match="must be a path"):
+        ServerConfig(routes=(("x", "awaaz"),))
+    routes = (("/a", "awaaz"), ("/a/k", "knowlarity"))
+    assert routed_provider(routes, ["a", "k", "1"]) == "knowlarity"  # the longest prefix
+    assert routed_provider(routes, ["a", "x"]) == "awaaz"
+    assert routed_provider(routes, ["b"]) is None
