@@ -166,7 +166,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--provider", choices=["awaaz", "knowlarity"], help="force one provider on every path (default: route by path, then detect)")
-    p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER", help="paths under PREFIX are PROVIDER's calls, e.g. /knowlarity-stream=knowlarity (repeatable)")
+    p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER[,OPTION=VALUE...]", help="paths under PREFIX are PROVIDER's calls, with these codec options, e.g. /knowlarity-stream=knowlarity or /raw=awaaz,wav_wrap=off (repeatable)")
+    p.add_argument("--codec-option", action="append", default=[], metavar="PROVIDER.OPTION=VALUE", help="a codec option on every route of that provider, e.g. awaaz.wav_wrap=off, awaaz.mark_echo=off, knowlarity.kill_audio=off, knowlarity.default_rate=8000 (repeatable)")
     p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
@@ -192,6 +193,26 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
+def _option(pair: str, where: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as a boolean (on/off, true/false, yes/no), a number or
+    text."""
+    key, sep, text = pair.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"bad option {pair!r} in {where}: use OPTION=VALUE")
+    word = text.strip()
+    value: object = word
+    if word.lower() in ("on", "true", "yes"):
+        value = True
+    elif word.lower() in ("off", "false", "no"):
+        value = False
+    else:
+        try:
+            value = int(word)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def server_config_from_args(args: argparse.Namespace):
     from .server import ServerConfig
 
@@ -212,10 +233,19 @@ def server_config_from_args(args: argparse.Namespace):
         options["max_pending_handshakes"] = args.max_pending_handshakes
     routes = []
     for item in args.route:
-        prefix, sep, provider = item.partition("=")
+        prefix, sep, rest = item.partition("=")
+        provider, *pairs = rest.split(",")
         if not sep or not prefix or not provider:
-            raise ValueError(f"bad --route {item!r}: use PREFIX=PROVIDER, e.g. /knowlarity-stream=knowlarity")
-        routes.append((prefix, provider.strip().lower()))
+            raise ValueError(f"bad --route {item!r}: use PREFIX=PROVIDER[,OPTION=VALUE...], e.g. /knowlarity-stream=knowlarity")
+        routes.append((prefix, provider.strip().lower(), dict(_option(pair, f"--route {item}") for pair in pairs)))
+    codec_options: dict[str, dict[str, object]] = {}
+    for item in args.codec_option:
+        name, dot, pair = item.partition(".")
+        if not dot:
+            raise ValueError(f"bad --codec-option {item!r}: use PROVIDER.OPTION=VALUE, e.g. awaaz.wav_wrap=off")
+        key, value = _option(pair, f"--codec-option {item}")
+        codec_options.setdefault(name.strip().lower(), {})[key] = value
+    options["codec_options"] = codec_options
     return ServerConfig(
         host=args.host,
         port=args.port,

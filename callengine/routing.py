@@ -14,9 +14,9 @@ from .redact import redact_path
 
 if TYPE_CHECKING:
     from .call.websocket import UpgradeRequest
-    from .server import ServerConfig
+    from .server import Route, ServerConfig
 
-__all__ = ["Rejection", "route", "routed_provider", "shown_path"]
+__all__ = ["Rejection", "route", "routed", "shown_path"]
 
 
 class Rejection(Exception):
@@ -29,9 +29,10 @@ class Rejection(Exception):
         self.token_unknown = token_unknown  # no token found: any path segment may be a wrong one
 
 
-def route(config: "ServerConfig", request: "UpgradeRequest") -> str | None:
-    """The provider (None: detect it from the first message) or :class:`Rejection`
-    (401 no token, 403 wrong token, 404 unknown path)."""
+def route(config: "ServerConfig", request: "UpgradeRequest") -> "tuple[str | None, Route | None]":
+    """(the provider, None to detect it from the first message; the configured route the
+    path came by, if any) or :class:`Rejection` (401 no token, 403 wrong token, 404 unknown
+    path)."""
     parsed = urllib.parse.urlsplit(request.path)
     segments = [s for s in (parsed.path or "/").split("/") if s]
     token = config.token
@@ -57,25 +58,25 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> str | None:
         segments = [s for s in segments if s != token_segment]
     bare = "/" + "/".join(segments)
     if config.provider is not None:
-        return config.provider
-    routed = routed_provider(config.routes, segments)
-    if routed is not None:
-        return routed
+        return config.provider, None
+    via = routed(config.routes, segments)
+    if via is not None:
+        return via.provider, via
     provider = provider_from_path(bare)
     if provider is not None:
-        return provider
+        return provider, None
     if bare in config.detect_paths or bare.rstrip("/") in config.detect_paths:
-        return None
+        return None, None
     raise Rejection(404, "unknown path: use /awaaz or /knowlarity")
 
 
-def routed_provider(routes: "tuple[tuple[str, str], ...]", segments: list[str]) -> str | None:
-    """The provider of the longest route prefix the path's segments start with."""
-    best: tuple[int, str] | None = None
-    for prefix, provider in routes:
-        want = [s for s in prefix.split("/") if s]
+def routed(routes: "tuple[Route, ...]", segments: list[str]) -> "Route | None":
+    """The route of the longest prefix the path's segments start with."""
+    best: tuple[int, Route] | None = None
+    for r in routes:
+        want = [s for s in r.prefix.split("/") if s]
         if segments[: len(want)] == want and (best is None or len(want) > best[0]):
-            best = (len(want), provider)
+            best = (len(want), r)
     return best[1] if best else None
 
 
@@ -83,7 +84,7 @@ def shown_path(config: "ServerConfig", target: str, *, token_unknown: bool = Fal
     """``target`` as logs and reports show it: the token, right or wrong, masked. With
     ``token_unknown`` (a token is required and none was found), every segment but the
     provider names and the detection paths' segments is masked."""
-    keep = list(CODECS) + [seg for p in (*config.detect_paths, *(r for r, _ in config.routes)) for seg in p.split("/") if seg]
+    keep = list(CODECS) + [seg for p in (*config.detect_paths, *(r.prefix for r in config.routes)) for seg in p.split("/") if seg]
     return redact_path(target, config.token, keep=keep, unknown_segments=token_unknown and config.token is not None)
 
 

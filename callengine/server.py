@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from typing import Any
+from typing import Any, Mapping
 
 import attrs
 import trio
@@ -46,6 +46,7 @@ from .errors import CloseCode
 from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, default_max_pending_handshakes
 from .loopwatch import run_loop_watchdog
 from .protocols.base import Role
+from .events import FrozenDict
 from .protocols.registry import CODECS, create_codec, detect_provider
 from .redact import redact_headers, redact_text
 from .registry import SessionRegistry, StuckAgent
@@ -66,10 +67,14 @@ class ServerConfig:
     """How the server accepts calls.
 
     ``provider``: force one provider for every path (else route by path, then detect).
-    ``routes``: (path prefix, provider) pairs, e.g. ``(("/knowlarity-stream", "knowlarity"),
-    ("/socket", "awaaz"))``: a path under a prefix is that provider's (the longest prefix
-    wins; segment boundaries count, the token segment is left out first). Checked before
-    the provider names in the path and the detection paths.
+    ``routes``: (path prefix, provider) pairs, or (path prefix, provider, codec options)
+    triples, e.g. ``(("/knowlarity-stream", "knowlarity"), ("/raw", "awaaz", {"wav_wrap":
+    False}))``: a path under a prefix is that provider's (the longest prefix wins; segment
+    boundaries count, the token segment is left out first), with those codec options over
+    ``codec_options``. Checked before the provider names in the path and the detection paths.
+    ``codec_options``: provider -> options of its codec, e.g. ``{"awaaz": {"wav_wrap":
+    False}, "knowlarity": {"kill_audio": False}}`` (see AwaazCodec and KnowlarityCodec);
+    checked when the config is made.
     ``detect_paths``: paths on which the provider is detected from the first message.
     ``token``: shared secret; None disables the check. ``certfile``/``keyfile``: serve wss.
     ``max_calls``: concurrent calls; more get HTTP 503. ``max_message_size``: bytes; a
@@ -90,7 +95,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     provider: str | None = None
-    routes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple((str(a), str(b)) for a, b in v))
+    routes: tuple[Route, ...] = attrs.field(default=(), converter=lambda v: tuple(Route.of(r) for r in v))
+    codec_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
     detect_paths: tuple[str, ...] = ("/", "/ws", "/stream", "/call")
     token: str | None = None
     certfile: str | None = None
@@ -106,11 +112,20 @@ class ServerConfig:
     def __attrs_post_init__(self) -> None:
         if self.provider is not None and self.provider not in CODECS:
             raise ValueError(f"unknown provider {self.provider!r}; choose from {', '.join(CODECS)}")
-        for prefix, name in self.routes:
+        for name in self.codec_options:
             if name not in CODECS:
-                raise ValueError(f"route {prefix!r}: unknown provider {name!r}; choose from {', '.join(CODECS)}")
-            if not prefix.startswith("/") or "?" in prefix:
-                raise ValueError(f"route prefix {prefix!r} must be a path starting with '/'")
+                raise ValueError(f"codec options for an unknown provider {name!r}; choose from {', '.join(CODECS)}")
+        for r in self.routes:
+            if r.provider not in CODECS:
+                raise ValueError(f"route {r.prefix!r}: unknown provider {r.provider!r}; choose from {', '.join(CODECS)}")
+            if not r.prefix.startswith("/") or "?" in r.prefix:
+                raise ValueError(f"route prefix {r.prefix!r} must be a path starting with '/'")
+        # a bad codec option is a start-up error, not a failure of every call
+        for name, options in [(n, self.options_for(n, None)) for n in CODECS] + [(r.provider, self.options_for(r.provider, r)) for r in self.routes]:
+            try:
+                create_codec(name, Role.ENGINE, **options)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name} codec options {dict(options)!r}: {exc}") from None
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
         if self.max_pending_handshakes < 1:
@@ -120,6 +135,30 @@ class ServerConfig:
         # a lead below one chunk would make every call silent: refuse it now, not per call
         for name in [self.provider] if self.provider else list(CODECS):
             self.call.pacing(CODECS[name].capabilities, name)
+
+
+    def options_for(self, provider: str, route: "Route | None") -> dict[str, Any]:
+        """The codec options of a call of ``provider`` (on ``route``, if it came by one)."""
+        options = dict(self.codec_options.get(provider, {}))
+        if route is not None and route.provider == provider:
+            options.update(route.options)
+        return options
+
+
+@attrs.frozen
+class Route:
+    """Paths under ``prefix`` are ``provider``'s calls, with these codec ``options``."""
+
+    prefix: str
+    provider: str
+    options: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
+
+    @classmethod
+    def of(cls, value: "Route | tuple[Any, ...]") -> "Route":
+        if isinstance(value, Route):
+            return value
+        prefix, provider, *rest = value
+        return cls(str(prefix), str(provider).strip().lower(), rest[0] if rest else {})
 
 
 class CallServer:
@@ -321,7 +360,7 @@ class CallServer:
             await self._refuse_busy(stream, tls=self._ssl_context is not None)
             return
         try:
-            provider, path = self._route(request)
+            provider, via, path = self._route(request)
         except Rejection as rej:
             await self._reject(request, rej, remote)
             return
@@ -350,17 +389,19 @@ class CallServer:
                 self.counters["handshake_failures"] += 1
                 log.warning("accepting %s failed: %s", remote, redact_text(repr(exc), cfg.token))
                 return
-            await self._run_call(ws, provider, path, remote, release)
+            await self._run_call(ws, provider, via, path, remote, release)
         finally:
             release()
 
-    def _route(self, request: UpgradeRequest) -> tuple[str | None, str]:
-        """(provider or None to detect it, the path as logs show it) or :class:`Rejection`."""
+    def _route(self, request: UpgradeRequest) -> tuple[str | None, "Route | None", str]:
+        """(provider or None to detect it, the route it came by, the path as logs show it)
+        or :class:`Rejection`."""
         if not self.accepting:
             raise Rejection(503, "server is draining")
         if self.active_calls >= self.config.max_calls:
             raise Rejection(503, f"call limit reached ({self.config.max_calls})")
-        return route(self.config, request), shown_path(self.config, request.path)
+        provider, via = route(self.config, request)
+        return provider, via, shown_path(self.config, request.path)
 
     async def _reject(self, request: UpgradeRequest, rej: Rejection, remote: str) -> None:
         self.counters["rejected"] += 1
@@ -375,7 +416,7 @@ class CallServer:
             except Exception:
                 pass
 
-    async def _run_call(self, transport: Transport, provider: str | None, path: str, remote: str, release) -> None:
+    async def _run_call(self, transport: Transport, provider: str | None, via: "Route | None", path: str, remote: str, release) -> None:
         cfg = self.config
         pending = []
         if provider is None:
@@ -397,7 +438,7 @@ class CallServer:
                 return
             pending.append(first)
         self.counters["calls"] += 1
-        codec = create_codec(provider, Role.ENGINE)
+        codec = create_codec(provider, Role.ENGINE, **cfg.options_for(provider, via))
         session = CallSession(transport, self.agent, codec, cfg.call, provider=provider, pending_messages=pending)
         self._sessions.add(session)
         recorded = False

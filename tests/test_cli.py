@@ -280,11 +280,24 @@ def test_log_lines_name_their_call_in_both_formats():
     assert "[" not in _TextFormatter().format(outside)
 
 
-def test_route_option_maps_prefixes():
+def test_route_and_codec_options_from_the_command_line():
     from callengine.cli import build_parser, server_config_from_args
+    from callengine.server import Route
 
-    args = build_parser().parse_args(["serve", "echo", "--route", "/knowlarity-stream=knowlarity", "--route", "/socket=Awaaz"])
+    args = build_parser().parse_args([
+        "serve", "echo",
+        "--route", "/knowlarity-stream=knowlarity", "--route", "/raw=Awaaz,wav_wrap=off",
+        "--codec-option", "knowlarity.kill_audio=off", "--codec-option", "knowlarity.default_rate=8000",
+        "--codec-option", "awaaz.mark_echo=no",
+    ])  # fmt: skip
     config = server_config_from_args(args)
-    assert config.routes == (("/knowlarity-stream", "knowlarity"), ("/socket", "awaaz"))
-    result = subprocess.run(PY + ["serve", "echo", "--route", "/socket"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "PREFIX=PROVIDER" in result.stderr
+    assert config.routes == (Route("/knowlarity-stream", "knowlarity"), Route("/raw", "awaaz", {"wav_wrap": False}))
+    assert config.codec_options == {"knowlarity": {"kill_audio": False, "default_rate": 8000}, "awaaz": {"mark_echo": False}}
+    assert config.options_for("awaaz", config.routes[1]) == {"mark_echo": False, "wav_wrap": False}
+    for bad, message in [
+        (["--route", "/socket"], "PREFIX=PROVIDER"),
+        (["--codec-option", "awaaz"], "PROVIDER.OPTION=VALUE"),
+        (["--codec-option", "awaaz.colour=blue"], "awaaz codec options"),
+    ]:
+        result = subprocess.run(PY + ["serve", "echo", *bad], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and message in result.stderr, (bad, result.stderr)

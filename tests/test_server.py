@@ -6,6 +6,7 @@ tested on virtual time in tests/call.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -329,13 +330,51 @@ async def test_routes_map_path_prefixes_to_providers(server_factory):
 
 
 def test_route_config_is_checked():
-    from callengine.routing import routed_provider
+    from callengine.routing import routed
+    from callengine.server import Route
 
     with pytest.raises(ValueError, match="unknown provider"):
         ServerConfig(routes=(("/x", "twilio"),))
     with pytest.raises(ValueError, match="must be a path"):
         ServerConfig(routes=(("x", "awaaz"),))
-    routes = (("/a", "awaaz"), ("/a/k", "knowlarity"))
-    assert routed_provider(routes, ["a", "k", "1"]) == "knowlarity"  # the longest prefix
-    assert routed_provider(routes, ["a", "x"]) == "awaaz"
-    assert routed_provider(routes, ["b"]) is None
+    with pytest.raises(ValueError, match="awaaz codec options"):
+        ServerConfig(codec_options={"awaaz": {"no_such_option": 1}})
+    with pytest.raises(ValueError, match="knowlarity codec options"):
+        ServerConfig(routes=(("/k", "knowlarity", {"default_rate": 5}),))
+    routes = (Route("/a", "awaaz"), Route("/a/k", "knowlarity"))
+    assert routed(routes, ["a", "k", "1"]) == routes[1]  # the longest prefix
+    assert routed(routes, ["a", "x"]) == routes[0]
+    assert routed(routes, ["b"]) is None
+
+
+async def test_codec_options_reach_the_wire_globally_and_per_route(server_factory):
+    """Every undocumented provider behaviour is a setting: here Awaaz's WAV header, off for
+    every Awaaz call, and back on for one route."""
+    async def greeter(call):
+        await call.play(tone(440, 0.2, 8000), 8000)
+        await call.hangup()
+
+    server = await server_factory(
+        greeter,
+        call=CallConfig(agent_rate=8000),
+        codec_options={"awaaz": {"wav_wrap": False}},
+        routes=(("/wrapped", "awaaz", {"wav_wrap": True}),),
+    )
+    payload_sizes = {}
+    for path in ("/awaaz", "/wrapped"):
+        async with open_dialed_call(f"ws://127.0.0.1:{server.port}{path}", "awaaz") as sim:
+            wire = []
+            receive = sim.transport.get_message
+
+            async def recording():
+                message = await receive()
+                wire.append(message)
+                return message
+
+            sim.transport.get_message = recording  # what the engine put on the wire, raw
+            with trio.fail_after(10):
+                await sim.closed.wait()
+        media = [json.loads(m) for m in wire if isinstance(m, str) and '"event":"media"' in m]
+        assert media, path
+        payload_sizes[path] = {len(base64.b64decode(m["media"]["payload"])) for m in media}
+    assert payload_sizes == {"/awaaz": {320}, "/wrapped": {364}}  # raw PCM vs a 44-byte header + PCM

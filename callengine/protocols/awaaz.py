@@ -141,6 +141,9 @@ class AwaazCodec(CallStateMachine, Codec):
     ``"MZ..."`` id).
     ``connected_first``: PROVIDER only: send ``connected`` before ``start`` (True) or
     after it (False).
+    ``mark_echo``: whether this account echoes marks. True: the engine sends each mark and
+    waits for its echo (``mark_grace_s`` at most). False: no mark goes on the wire and the
+    engine's playout clock reaches it on time, with no wait for an echo that never comes.
     """
 
     name = "awaaz"
@@ -171,6 +174,7 @@ class AwaazCodec(CallStateMachine, Codec):
         wav_wrap: bool = True,
         stream_sid: str | None = None,
         connected_first: bool = True,
+        mark_echo: bool = True,
     ) -> None:
         super().__init__(Role(role))
         if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 1 <= chunk_ms <= 1000:
@@ -182,7 +186,7 @@ class AwaazCodec(CallStateMachine, Codec):
         self.connected_first = bool(connected_first)
         self._default_stream_sid = stream_sid
         # Per-instance capabilities shadow the class defaults when options change them.
-        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=chunk_ms)
+        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=chunk_ms, mark_echo=bool(mark_echo))
 
         self._state = _State.IDLE
         self._start_seen = False

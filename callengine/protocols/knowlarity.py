@@ -272,7 +272,7 @@ def _decode_nested(value: Any) -> dict | None:
     return None
 
 
-def _call_started(meta: dict) -> CallStarted:
+def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> CallStarted:
     """Map a decoded first frame (either known layout, or something close) to CallStarted."""
     nested: dict[str, dict] = {}
     kept_nested: dict[str, Any] = {}
@@ -297,11 +297,11 @@ def _call_started(meta: dict) -> CallStarted:
     caller = lookup(_CALLER_KEYS)
     called = lookup(_CALLED_KEYS)
     direction = lookup(_DIRECTION_KEYS)
-    rate = _DEFAULT_RATE
+    rate = default_rate
     for index, level in enumerate(levels):
         key = next((k for k in _RATE_KEYS if level.get(k) not in (None, "")), None)
         if key is not None:
-            rate = parse_sample_rate(level[key], _DEFAULT_RATE, what=f"knowlarity {key}")
+            rate = parse_sample_rate(level[key], default_rate, what=f"knowlarity {key}")
             used.add((index, key))
             break
 
@@ -377,6 +377,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
     ``capabilities.chunk_ms``). ``max_clip_ms``: the longest clip one ``playAudio`` may
     carry; longer PlayAudio commands are split (must fit mod_audio_fork's message limit at
     16 kHz, i.e. at most ~15.5 s). ``kill_audio``: send ``killAudio`` for Clear.
+    ``default_rate``: ENGINE only: the caller audio's rate when the first message says
+    none (16000, Verloop's configuration; legacy Awaaz-style streams are 8000).
     ``empty_frame_ends``: ENGINE only: an empty binary frame after the metadata ends the
     call cleanly (mod_audio_fork's graceful shutdown sends one and then waits for us to
     close); False ignores empty frames.
@@ -415,9 +417,14 @@ class KnowlarityCodec(CallStateMachine, Codec):
         kill_audio: bool = True,
         layout: str = "verloop",
         empty_frame_ends: bool = True,
+        default_rate: int = _DEFAULT_RATE,
     ) -> None:
         super().__init__(Role(role))
         self.empty_frame_ends = bool(empty_frame_ends)
+        try:
+            self.default_rate = parse_sample_rate(default_rate, _DEFAULT_RATE, what="default_rate")
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None
         for option, value in (("clip_ms", clip_ms), ("max_clip_ms", max_clip_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
@@ -499,7 +506,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
         for text in texts:
             if self._state is _State.IDLE:
                 after = self._next_state(_METADATA, local=False)
-                started = _call_started(parse_metadata(text))
+                started = _call_started(parse_metadata(text), self.default_rate)
                 self._rate = started.sample_rate
                 self.call_id = started.call_id
                 self._commit(after)

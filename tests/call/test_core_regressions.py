@@ -450,3 +450,26 @@ def test_report_end_cause_is_an_enum_that_serialises_as_its_value():
     with pytest.raises(Exception):
         report.stats.frames_in = 3  # frozen
     assert UnsupportedCommand  # the import is part of the public errors
+
+
+async def test_awaaz_without_mark_echo_reaches_marks_on_time_without_sending_them(autojump_clock):
+    """An account that never echoes marks: with mark_echo=False the playout clock reaches
+    the mark when the audio before it has played, instead of mark_grace_s later."""
+    from callengine.events import MarkReached as Reached
+
+    times = {}
+
+    async def agent(call):
+        t0 = trio.current_time()
+        await call.play(tone(440, 0.5, 16000))
+        await call.mark("m")
+        async for ev in call:
+            if isinstance(ev, Reached):
+                times["m"] = trio.current_time() - t0
+                break
+
+    async with open_simulated_call(agent, "awaaz", codec_options={"mark_echo": False}, echo_marks=False) as sim:
+        pass
+    assert times["m"] == pytest.approx(0.5, abs=1e-6)
+    assert sim.provider.marks_received == []  # nothing on the wire
+    assert sim.report.stats.mark_fallbacks == 0

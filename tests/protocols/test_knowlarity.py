@@ -562,3 +562,13 @@ def test_capabilities():
     )
     assert (caps.inbound_rate, caps.outbound_rate, caps.chunk_ms, caps.lead_ms) == (16000, 16000, 200, 400)
     assert KnowlarityCodec(clip_ms=500).capabilities.chunk_ms == 500
+
+
+def test_default_rate_applies_only_when_the_metadata_has_none():
+    meta = {k: v for k, v in VERLOOP_INBOUND.items() if k != "sample_rate"}
+    [started] = KnowlarityCodec(default_rate=8000).receive(json.dumps(meta))
+    assert started.sample_rate == 8000
+    [started] = KnowlarityCodec(default_rate=8000).receive(json.dumps(VERLOOP_INBOUND))
+    assert started.sample_rate == VERLOOP_INBOUND["sample_rate"]
+    with pytest.raises(ValueError):
+        KnowlarityCodec(default_rate=5)
