@@ -183,6 +183,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-barge-in", dest="barge_in", action="store_false", help="never stop playback for the caller's speech")
     p.add_argument("--min-speech-ms", type=float, default=200.0, help="speech needed before a barge-in (default 200)")
     p.add_argument("--vad", choices=["energy", "webrtc", "silero"], default="energy", help="voice activity detector (default energy)")
+    p.add_argument("--inband-dtmf", choices=["auto", "on", "off"], default="auto", help="detect key tones in the caller's audio (auto: where the provider sends no DTMF events, i.e. Knowlarity)")
     p.add_argument("--agent-rate", type=int, default=16000, help="sample rate of the agent's audio (default 16000)")
     p.add_argument("--idle-timeout", type=float, default=30.0, help="end a call whose provider sends nothing for this long (s)")
     p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT, let live calls run this long (s); a second signal stops at once")
@@ -226,6 +227,7 @@ def server_config_from_args(args: argparse.Namespace):
         idle_timeout_s=args.idle_timeout,
         cleanup_grace_s=args.cleanup_grace,
         send_timeout_s=args.send_timeout,
+        inband_dtmf={"auto": None, "on": True, "off": False}[args.inband_dtmf],
         keepalive_s=args.keepalive or None,
     )
     options = {}

@@ -301,3 +301,11 @@ def test_route_and_codec_options_from_the_command_line():
     ]:
         result = subprocess.run(PY + ["serve", "echo", *bad], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and message in result.stderr, (bad, result.stderr)
+
+
+def test_inband_dtmf_option():
+    from callengine.cli import build_parser, server_config_from_args
+
+    for word, value in (("auto", None), ("on", True), ("off", False)):
+        args = build_parser().parse_args(["serve", "echo", "--inband-dtmf", word])
+        assert server_config_from_args(args).call.inband_dtmf is value
