@@ -133,9 +133,11 @@ class AwaazCodec(CallStateMachine, Codec):
     ``chunk_ms``: ENGINE only: the engine's default duration of one outbound ``media``
     message (``capabilities.chunk_ms``). The engine cuts the agent's audio into chunks
     (``CallConfig.chunk_ms`` overrides this); each PlayAudio is sent as one message.
-    ``wav_wrap``: ENGINE only: wrap every outbound chunk in a 44-byte WAV header (Awaaz
-    needs it). The PROVIDER reads both forms (a payload starting ``RIFF....WAVE`` is parsed
-    as WAV) and sends each CallerAudio as one ``media`` message, as given.
+    ``wav_wrap``: ENGINE: wrap every outbound chunk in a 44-byte WAV header (Awaaz's
+    connector needs it). PROVIDER: True (default) reads both forms (a payload starting
+    ``RIFF....WAVE`` is parsed as WAV); False plays every payload as raw PCM, as an account
+    that takes raw PCM would, so a header is heard as noise. The PROVIDER sends each
+    CallerAudio as one ``media`` message, as given.
     ``stream_sid``: ENGINE: the stream id to use if ``start`` carries none. PROVIDER: the
     stream id to announce when ``CallStarted.stream_id`` is empty (default: a random
     ``"MZ..."`` id).
@@ -348,7 +350,7 @@ class AwaazCodec(CallStateMachine, Codec):
             )
         result: list[Event]
         if kind == _PLAY:
-            result = self._decode_play(msg)
+            result = self._decode_play(msg, self.wav_wrap)
         elif kind == _MARK:
             body = msg.get("mark")
             name = body.get("name") if isinstance(body, dict) else None
@@ -363,13 +365,16 @@ class AwaazCodec(CallStateMachine, Codec):
         return result
 
     @staticmethod
-    def _decode_play(msg: dict) -> list[Event]:
+    def _decode_play(msg: dict, wav_wrap: bool) -> list[Event]:
+        """What the provider plays. A provider that takes WAV-wrapped payloads (Awaaz's
+        connector) reads the header; one that takes raw PCM (``wav_wrap=False``: Awaaz's own
+        Pipecat bot) plays whatever it gets as PCM, a WAV header too: 44 bytes of noise."""
         media = msg.get("media")
         if not isinstance(media, dict):
             raise RemoteProtocolError("awaaz: media message has no \"media\" object", CloseCode.INVALID_PAYLOAD)
         data = b64decode(media.get("payload"), what="awaaz media.payload")
         rate = _RATE
-        if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        if wav_wrap and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
             try:
                 wav = parse_wav(data)
             except WavError as exc:

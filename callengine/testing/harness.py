@@ -60,10 +60,15 @@ async def open_simulated_call(
     config: CallConfig | None = None,
     *,
     codec_options: dict | None = None,
+    provider_codec_options: dict | None = None,
     wait: bool = True,
     **provider_options,
 ) -> AsyncIterator[SimulatedCall]:
     """Start a call of ``agent`` through the engine with a simulated ``provider``.
+
+    ``codec_options`` go to the engine's codec, ``provider_codec_options`` to the simulated
+    provider's (how that provider behaves, e.g. ``{"wav_wrap": False}``: an Awaaz account that
+    plays raw PCM), and the other keyword arguments to :class:`SimulatedProvider`.
 
     On leaving the block the call runs to its end when ``wait`` is true (the default);
     otherwise the simulated provider drops the connection and the call is torn down.
@@ -71,7 +76,7 @@ async def open_simulated_call(
     engine_end, provider_end = memory_transport_pair()
     codec = create_codec(provider, Role.ENGINE, **(codec_options or {}))
     session = CallSession(engine_end, agent, codec, config)
-    sim_provider = SimulatedProvider(provider_end, provider, **provider_options)
+    sim_provider = SimulatedProvider(provider_end, provider, codec_options=provider_codec_options, **provider_options)
     sim = SimulatedCall(session, sim_provider, engine_end, provider_end)
 
     async def run_engine() -> None:

@@ -94,7 +94,10 @@ class SimulatedProvider:
     ``provider``: codec name ("awaaz" or "knowlarity"), or a PROVIDER-role codec instance.
     ``echo_marks``: echo marks when reached (Awaaz); ``echo_marks_on_clear``: also echo the
     marks a clear dropped (as Twilio does; unknown for Awaaz). ``honour_clear``: whether clear
-    / killAudio stop playback. ``close_after_hangup``: close the socket on a hang-up or
+    / killAudio stop playback. ``new_audio_cuts``: each new audio message cuts what is
+    playing instead of queueing behind it (a Knowlarity application that plays every
+    ``playAudio`` as a file and interrupts the previous one). ``codec_options`` go to the
+    PROVIDER-role codec, e.g. ``{"wav_wrap": False}`` for an Awaaz account that plays raw PCM. ``close_after_hangup``: close the socket on a hang-up or
     transfer message (Knowlarity), after ``close_delay`` seconds.
     """
 
@@ -112,6 +115,7 @@ class SimulatedProvider:
         close_delay: float = 0.0,
         noise_dbfs: float | None = None,
         codec_options: dict | None = None,
+        new_audio_cuts: bool = False,
     ) -> None:
         if isinstance(provider, str):
             self.codec = create_codec(provider, Role.PROVIDER, **(codec_options or {}))
@@ -130,6 +134,7 @@ class SimulatedProvider:
         self.close_after_hangup = close_after_hangup
         self.close_delay = close_delay
         self.noise_dbfs = noise_dbfs
+        self.new_audio_cuts = new_audio_cuts
         self._rng = np.random.default_rng(1)
         # microphone
         self._mic: deque[np.ndarray] = deque()
@@ -299,6 +304,11 @@ class SimulatedProvider:
         assert self.t0 is not None  # set by run() before anything is received
         self.received.append((self.now(), cmd))
         if isinstance(cmd, PlayAudio):
+            if self.new_audio_cuts and self.play_end > now:
+                # an application that plays each clip as a file and cuts the one playing
+                # for the next (jambonz's unless queuePlay; maybe Knowlarity's)
+                self._note("cut", f"{(self.play_end - now) * 1000:.0f} ms of the playing clip lost")
+                self._truncate(now)
             start = max(now, self.play_end)
             # contiguous within 1 us: on the real clock (trio offsets it by up to 2e5 s)
             # summed chunk durations drift by ~1e-9 s over a few seconds
