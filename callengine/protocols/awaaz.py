@@ -143,6 +143,8 @@ class AwaazCodec(CallStateMachine, Codec):
     ``"MZ..."`` id).
     ``connected_first``: PROVIDER only: send ``connected`` before ``start`` (True) or
     after it (False).
+    ``mark_shape``: PROVIDER only: echo marks as ``{"mark": {"name": ...}}`` ("object") or
+    ``{"mark": "..."}`` ("string", seen from Twilio-style peers); the ENGINE reads both.
     ``mark_echo``: whether this account echoes marks. True: the engine sends each mark and
     waits for its echo (``mark_grace_s`` at most). False: no mark goes on the wire and the
     engine's playout clock reaches it on time, with no wait for an echo that never comes.
@@ -177,8 +179,12 @@ class AwaazCodec(CallStateMachine, Codec):
         stream_sid: str | None = None,
         connected_first: bool = True,
         mark_echo: bool = True,
+        mark_shape: str = "object",
     ) -> None:
         super().__init__(Role(role))
+        if mark_shape not in ("object", "string"):
+            raise ValueError(f"mark_shape is 'object' or 'string', not {mark_shape!r}")
+        self.mark_shape = mark_shape
         if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 1 <= chunk_ms <= 1000:
             raise ValueError(f"chunk_ms must be an integer in [1, 1000], got {chunk_ms!r}")
         if stream_sid is not None and not isinstance(stream_sid, str):
@@ -488,7 +494,8 @@ class AwaazCodec(CallStateMachine, Codec):
         elif isinstance(event, Dtmf):
             out = [self._numbered({"event": "dtmf", "stream_sid": self.stream_sid, "dtmf": {"digit": event.digit}})]
         elif isinstance(event, MarkEchoed):
-            out = [self._numbered({"event": "mark", "stream_sid": self.stream_sid, "mark": {"name": event.name}})]
+            mark: Any = event.name if self.mark_shape == "string" else {"name": event.name}
+            out = [self._numbered({"event": "mark", "stream_sid": self.stream_sid, "mark": mark})]
         elif isinstance(event, CallStopped):
             stop: dict[str, Any] = {"call_sid": self.call_sid}
             if event.reason:

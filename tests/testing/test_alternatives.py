@@ -98,3 +98,41 @@ async def test_knowlarity_graceful_shutdown_is_an_empty_frame_and_the_engine_clo
         assert trio.current_time() - t < 0.1  # the engine closed; the simulator did not wait it out
     assert (sim.report.end_cause, sim.report.close_code) == ("provider_stop", 1000)
     assert sim.provider.closed_code == 1000
+
+
+@pytest.mark.parametrize("shape", ["object", "string"])
+async def test_awaaz_mark_echo_in_either_shape_is_an_echo(autojump_clock, shape):
+    reached = []
+
+    async def agent(call):
+        t0 = trio.current_time()
+        await call.play(tone(440, 0.4, 16000))
+        await (await call.mark("m")).wait()
+        reached.append(trio.current_time() - t0)
+
+    async with open_simulated_call(agent, "awaaz", provider_codec_options={"mark_shape": shape}) as sim:
+        pass
+    assert reached == [pytest.approx(0.4, abs=1e-6)]
+    assert (sim.report.stats.mark_echoes, sim.report.stats.mark_fallbacks) == (1, 0)
+
+
+@pytest.mark.parametrize("engine_kills", [False, True])
+async def test_knowlarity_that_ignores_kill_audio(autojump_clock, engine_kills):
+    """If Knowlarity ignores ``killAudio``, the caller hears every clip already sent. With
+    ``kill_audio=False`` the engine reports exactly that; assuming the kill worked, it tells
+    the agent less than the caller heard."""
+    results = []
+
+    async def agent(call):
+        pb = await call.play(tone(440, 2.0, 16000))
+        await trio.sleep(1.0)
+        await call.clear()
+        results.append(await pb.wait())
+
+    async with open_simulated_call(agent, "knowlarity", codec_options={"kill_audio": engine_kills}, honour_clear=False) as sim:
+        pass
+    heard_ms = sim.provider.heard_seconds() * 1000
+    if engine_kills:
+        assert results[0].played_ms < heard_ms - 100  # the agent was told too little
+    else:
+        assert results[0].played_ms == pytest.approx(heard_ms, abs=1e-3)
