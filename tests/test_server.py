@@ -378,3 +378,27 @@ async def test_codec_options_reach_the_wire_globally_and_per_route(server_factor
         assert media, path
         payload_sizes[path] = {len(base64.b64decode(m["media"]["payload"])) for m in media}
     assert payload_sizes == {"/awaaz": {320}, "/wrapped": {364}}  # raw PCM vs a 44-byte header + PCM
+
+
+async def test_legacy_awaaz_call_end_to_end_with_a_bundled_agent(server_factory, caplog):
+    """Awaaz's older mod_audio_fork-style stream: metadata text, binary PCM16 at 8 kHz,
+    playAudio clips back. The echo must come back at the caller's pitch (a 16 kHz guess
+    would play it an octave high)."""
+    from callengine.agents import echo as echo_agent
+
+    caplog.set_level(logging.INFO)
+    server = await server_factory(echo_agent.agent, call=CallConfig(agent_rate=8000))
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz-legacy", "awaaz-legacy") as sim:
+        assert sim.rate == 8000
+        sim.say(tone(700, 1.0, 8000, dbfs=-12))
+        with trio.fail_after(10):
+            while sim.heard_seconds() < 1.0:
+                await trio.sleep(0.05)
+    heard = sim.heard_audio(8000)
+    nz = np.flatnonzero(np.abs(heard) > 100)
+    assert _dominant_freq(heard[nz[0] : nz[-1]], 8000) == pytest.approx(700, abs=5)
+    assert "call started awaaz-legacy:" in caplog.text and "wire_rate=8000" in caplog.text
+    with trio.fail_after(10):
+        while server.counters["calls_ended"] < 1:
+            await trio.sleep(0.01)
+    assert server.end_causes == {"provider_stop": 1}

@@ -314,7 +314,8 @@ class CallSession:
         self._pending.clear()
         self.call = Call(port, info)
         self._runner = AgentRunner(self.agent, self.call, port, label=label, done=self._agent_done, end=self.state.end)
-        log.info("call started %s caller=%s called=%s wire_rate=%d", label, info.caller, info.called, wire_rate)
+        source = getattr(self.codec, "rate_source", "")
+        log.info("call started %s caller=%s called=%s wire_rate=%d%s", label, info.caller, info.called, wire_rate, f" (from {source})" if source else "")
 
     async def _make_vad(self, wire_rate: int) -> VoiceActivityDetector:
         """The configured detector; the optional ones are built off the event loop (a

@@ -6,7 +6,7 @@ in either role: ``Role.ENGINE`` (the server) or ``Role.PROVIDER`` (the simulator
 
 from .awaaz import AwaazCodec
 from .base import Capabilities, Codec, Role, WireMessage
-from .knowlarity import KnowlarityCodec, parse_metadata
+from .knowlarity import KnowlarityCodec, LegacyAwaazCodec, parse_metadata
 from .registry import CODECS, create_codec, detect_provider, get_codec, provider_from_path
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Codec",
     "AwaazCodec",
     "KnowlarityCodec",
+    "LegacyAwaazCodec",
     "parse_metadata",
     "CODECS",
     "get_codec",

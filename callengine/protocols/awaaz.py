@@ -151,6 +151,7 @@ class AwaazCodec(CallStateMachine, Codec):
     """
 
     name = "awaaz"
+    family = "json-events"
     _transitions = _TRANSITIONS
     _start_kind = _START
     _second_start = "a second start"

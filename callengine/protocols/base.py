@@ -63,6 +63,9 @@ class Codec:
     """Base class of provider codecs. Subclasses set ``name`` and ``capabilities``."""
 
     name: ClassVar[str] = ""
+    #: the protocol family: "json-events" (Awaaz...) or "mod_audio_fork" (Knowlarity,
+    #: legacy Awaaz): metadata text, binary PCM in, playAudio clips out
+    family: ClassVar[str] = ""
     capabilities: Capabilities  # a class default; an instance may shadow it when options change it
 
     def __init__(self, role: Role = Role.ENGINE) -> None:

@@ -103,6 +103,7 @@ from .base import Capabilities, Codec, Role, WireMessage
 
 __all__ = [
     "KnowlarityCodec",
+    "LegacyAwaazCodec",
     "parse_metadata",
     "MOD_AUDIO_FORK_MAX_MESSAGE",
     "MAX_CLIP_PCM_BYTES",
@@ -272,7 +273,7 @@ def _decode_nested(value: Any) -> dict | None:
     return None
 
 
-def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> CallStarted:
+def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> tuple[CallStarted, bool]:
     """Map a decoded first frame (either known layout, or something close) to CallStarted."""
     nested: dict[str, dict] = {}
     kept_nested: dict[str, Any] = {}
@@ -298,10 +299,12 @@ def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> CallStarted:
     called = lookup(_CALLED_KEYS)
     direction = lookup(_DIRECTION_KEYS)
     rate = default_rate
+    rate_given = False
     for index, level in enumerate(levels):
         key = next((k for k in _RATE_KEYS if level.get(k) not in (None, "")), None)
         if key is not None:
             rate = parse_sample_rate(level[key], default_rate, what=f"knowlarity {key}")
+            rate_given = True
             used.add((index, key))
             break
 
@@ -316,7 +319,7 @@ def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> CallStarted:
                 continue
             custom[key] = value
     custom.update(kept_nested)
-    return CallStarted(
+    started = CallStarted(
         call_id=call_id,
         stream_id="",
         caller=caller,
@@ -326,6 +329,7 @@ def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> CallStarted:
         custom=custom,
         raw=meta,
     )
+    return started, rate_given
 
 
 def _parse_text_content(text: str) -> dict[str, str]:
@@ -388,6 +392,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
     """
 
     name = "knowlarity"
+    family = "mod_audio_fork"
     _transitions = _TRANSITIONS
     _start_kind = _METADATA
     _second_start = "a second metadata frame"
@@ -417,12 +422,15 @@ class KnowlarityCodec(CallStateMachine, Codec):
         kill_audio: bool = True,
         layout: str = "verloop",
         empty_frame_ends: bool = True,
-        default_rate: int = _DEFAULT_RATE,
+        default_rate: int | None = None,
     ) -> None:
         super().__init__(Role(role))
         self.empty_frame_ends = bool(empty_frame_ends)
+        self.rate_source = ""  # where the caller audio's rate came from, once started
         try:
-            self.default_rate = parse_sample_rate(default_rate, _DEFAULT_RATE, what="default_rate")
+            self.default_rate = parse_sample_rate(
+                default_rate if default_rate is not None else type(self).capabilities.inbound_rate, _DEFAULT_RATE, what="default_rate"
+            )
         except RemoteProtocolError as exc:
             raise ValueError(str(exc)) from None
         for option, value in (("clip_ms", clip_ms), ("max_clip_ms", max_clip_ms)):
@@ -446,7 +454,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
 
         self._state = _State.IDLE
         self._start_seen = False
-        self._rate = _DEFAULT_RATE
+        self._rate = self.default_rate
         self._carry = b""
         self.call_id = ""
 
@@ -506,7 +514,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
         for text in texts:
             if self._state is _State.IDLE:
                 after = self._next_state(_METADATA, local=False)
-                started = _call_started(parse_metadata(text), self.default_rate)
+                started, rate_given = _call_started(parse_metadata(text), self.default_rate)
+                self.rate_source = "the first message" if rate_given else f"{self.name}'s default (default_rate)"
                 self._rate = started.sample_rate
                 self.call_id = started.call_id
                 self._commit(after)
@@ -788,3 +797,14 @@ def _split_json_texts(text: str) -> list[str]:
     except ValueError:
         return [text]
     return parts
+
+
+class LegacyAwaazCodec(KnowlarityCodec):
+    """Awaaz's older mod_audio_fork-style stream (its published sample client): a text
+    metadata frame, then binary PCM16 at 8 kHz, answered with ``playAudio`` WAV clips. The
+    same protocol as Knowlarity with Awaaz's rate: 8 kHz unless the metadata says otherwise.
+    Route it by path (``/awaaz-legacy``) or ``--route``: its first message cannot be told
+    from Knowlarity's."""
+
+    name = "awaaz-legacy"
+    capabilities = attrs.evolve(KnowlarityCodec.capabilities, inbound_rate=8000, outbound_rate=8000)

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ProtocolError
 from .awaaz import AwaazCodec
 from .base import Codec, Role, WireMessage
-from .knowlarity import KnowlarityCodec, parse_metadata
+from .knowlarity import KnowlarityCodec, LegacyAwaazCodec, parse_metadata
 
 __all__ = ["CODECS", "get_codec", "create_codec", "detect_provider", "provider_from_path"]
 
@@ -17,6 +17,7 @@ __all__ = ["CODECS", "get_codec", "create_codec", "detect_provider", "provider_f
 CODECS: dict[str, type[Codec]] = {
     "awaaz": AwaazCodec,
     "knowlarity": KnowlarityCodec,
+    "awaaz-legacy": LegacyAwaazCodec,
 }
 
 # Events an Awaaz socket can open with ("connected" may come before or after "start";

@@ -22,6 +22,7 @@ from wsproto.utilities import LocalProtocolError
 from ..call.transport import WebSocketTransport, aclose_quietly
 from ..events import CallStarted
 from ..redact import redact_path
+from ..protocols.registry import get_codec
 from .provider import SimulatedProvider, default_start
 
 __all__ = ["open_dialed_call", "DialError", "simulate_call", "parse_dtmf", "build_start", "close_problem"]
@@ -59,7 +60,7 @@ async def open_dialed_call(
     host = parsed.hostname or "127.0.0.1"
     port = parsed.port or (443 if secure else 80)
     resource = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
-    subprotocols = [KNOWLARITY_SUBPROTOCOL] if provider == "knowlarity" else None
+    subprotocols = [KNOWLARITY_SUBPROTOCOL] if get_codec(provider).family == "mod_audio_fork" else None
     # We open and own the TCP stream so that it is closed on every path, a refused
     # handshake included.
     try:
@@ -243,7 +244,7 @@ async def simulate_call(
     print(f"--- {provider} call timeline ({_shown(url)})", file=out)
     print(sim.format_timeline(), file=out)
     if record:
-        rate = 8000 if provider == "awaaz" else 16000
+        rate = get_codec(provider).capabilities.inbound_rate
         heard = sim.heard_audio(rate, until=max(sim.heard[-1].end if sim.heard else 0.0, 0.0))
         Path(record).write_bytes(build_wav(heard.astype("<i2").tobytes(), rate))
         summary["recording"] = record

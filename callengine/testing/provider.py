@@ -42,7 +42,7 @@ from ..events import (
 )
 from ..errors import ProtocolError
 from ..protocols.base import Codec, Role
-from ..protocols.registry import create_codec
+from ..protocols.registry import create_codec, get_codec
 from ..call.transport import Transport, TransportClosed
 
 __all__ = ["SimulatedProvider", "TimelineEntry", "HeardSegment", "default_start"]
@@ -76,7 +76,7 @@ class HeardSegment:
 
 
 def default_start(provider: str, call_id: str = "sim-call-1", sample_rate: int | None = None, **custom: Any) -> CallStarted:
-    rate = sample_rate or (8000 if provider == "awaaz" else 16000)
+    rate = sample_rate or get_codec(provider).capabilities.inbound_rate
     return CallStarted(
         call_id=call_id,
         stream_id=f"MZ{call_id}",
@@ -373,7 +373,7 @@ class SimulatedProvider:
             await self._send(CallStopped(reason))
         except TransportClosed:
             return
-        if self.name == "knowlarity":
+        if self.codec.family == "mod_audio_fork":
             with trio.move_on_after(self.close_delay + 5.0):
                 await self.closed.wait()
             if self.closed.is_set():

@@ -29,14 +29,16 @@ CALLID = {"ivr_data": "{}", "callid": "c", "virtual_number": "2", "customer_numb
 
 
 def test_codecs_table():
-    assert CODECS == {"awaaz": AwaazCodec, "knowlarity": KnowlarityCodec}
+    from callengine.protocols import LegacyAwaazCodec
+
+    assert CODECS == {"awaaz": AwaazCodec, "knowlarity": KnowlarityCodec, "awaaz-legacy": LegacyAwaazCodec}
     assert all(cls.name == name for name, cls in CODECS.items())
 
 
 def test_get_codec():
     assert get_codec("awaaz") is AwaazCodec
     assert get_codec(" Knowlarity ") is KnowlarityCodec
-    with pytest.raises(ValueError, match="awaaz, knowlarity"):
+    with pytest.raises(ValueError, match="awaaz, awaaz-legacy, knowlarity"):
         get_codec("twilio")
     with pytest.raises(ValueError):
         get_codec(None)
@@ -143,3 +145,17 @@ def test_protocols_are_sans_io():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_legacy_awaaz_is_routed_by_its_path_and_defaults_to_8k():
+    from callengine.protocols import LegacyAwaazCodec
+
+    assert provider_from_path("/s3cret/awaaz-legacy") == "awaaz-legacy"
+    assert provider_from_path("/awaaz") == "awaaz"
+    engine = LegacyAwaazCodec()
+    [started] = engine.receive(json.dumps({"uuid": "u1", "from": "+91", "to": "+92"}))  # no rate
+    assert started.sample_rate == 8000 and engine.outbound_rate == 8000
+    assert engine.rate_source.startswith("awaaz-legacy's default")
+    engine = LegacyAwaazCodec()
+    [started] = engine.receive(json.dumps({"uuid": "u2", "sample_rate": 16000}))
+    assert started.sample_rate == 16000 and engine.rate_source == "the first message"
