@@ -242,11 +242,6 @@ class Playout:
                 return True
         return False
 
-    @property
-    def audio_pending(self) -> bool:
-        """Audio is queued in the engine or still playing at the provider."""
-        return bool(self.ledger.in_flight) or any(isinstance(x, PlaybackAudio) for x in self.outbox)
-
     # --- clear ------------------------------------------------------------------------
 
     def clear(self, now: float) -> tuple[list[PlaybackResult], bool]:

@@ -103,7 +103,6 @@ class CallSession:
         self._agent_started = False
         self._reader: Reader | None = None
         self._error_logged = False
-        self._agent_stuck = False
         self.closed = trio.Event()  # set once the socket is closed and the report is ready
         self.report: CallReport | None = None
         self.teardown_s = 0.0
@@ -139,7 +138,7 @@ class CallSession:
 
     @property
     def agent_stuck(self) -> bool:
-        return self._agent_stuck
+        return self._runner is not None and self._runner.stuck
 
     def agent_location(self) -> str:
         """Where the agent's task is waiting now (innermost frames outside trio), or
@@ -147,14 +146,12 @@ class CallSession:
         return self._runner.location() if self._runner is not None else "not running"
 
     def statistics(self) -> CallStatistics:
-        c = self.counters
         ledger = self.playout.ledger
-        p = self.playout.counters
         inbox = self.inbox
+        counted = {**attrs.asdict(self.counters), **attrs.asdict(self.playout.counters)}
+        counted["audio_in_s"] = round(counted["audio_in_s"], 6)
         return CallStatistics(
-            frames_in=c.frames_in,
-            frames_out=c.frames_out,
-            audio_in_s=round(c.audio_in_s, 6),
+            **counted,
             audio_out_s=round(ledger.seconds_sent, 6),
             frames_dropped=inbox.audio_dropped,
             frames_unread=inbox.audio_unread,
@@ -162,18 +159,7 @@ class CallSession:
             underruns=ledger.underruns,
             starved=ledger.starved,
             max_queued_ms=round(ledger.max_queued * 1000, 3),
-            barge_ins=c.barge_ins,
-            clears=p.clears,
-            marks=p.marks,
-            mark_echoes=p.mark_echoes,
-            mark_fallbacks=p.mark_fallbacks,
-            dtmf=c.dtmf,
-            speech_segments=c.speech_segments,
-            unknown_messages=c.unknown_messages,
-            control_messages=c.control_messages,
-            control_dropped=c.control_dropped,
-            pings_sent=c.pings_sent,
-            agent_stuck=self._agent_stuck,
+            agent_stuck=self.agent_stuck,
         )
 
     # --- the lifecycle ----------------------------------------------------------------
@@ -363,7 +349,6 @@ class CallSession:
     async def _watch_agent(self) -> None:
         assert self._runner is not None
         if not await self._runner.watch(self.config.cleanup_grace_s):
-            self._agent_stuck = True
             if self.report is not None:
                 self.report = attrs.evolve(self.report, stats=attrs.evolve(self.report.stats, agent_stuck=True))
 
