@@ -27,6 +27,7 @@ import numpy as np
 import trio
 
 from .call.config import CallConfig
+from .protocols.registry import CODECS
 from .shutdown import EXIT_LISTEN, EXIT_OK, EXIT_STUCK, EXIT_USAGE, ShutdownGuard, exit_now
 
 __all__ = ["main", "load_agent", "AgentLoadError"]
@@ -165,7 +166,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("agent", help="package.module:attribute, package.module (attribute 'agent') or a bundled agent: " + ", ".join(BUNDLED_AGENTS))
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--provider", choices=["awaaz", "knowlarity", "awaaz-legacy"], help="force one provider on every path (default: route by path, then detect)")
+    p.add_argument("--provider", choices=list(CODECS), help="force one provider on every path (default: route by path, then detect)")
     p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER[,OPTION=VALUE...]", help="paths under PREFIX are PROVIDER's calls, with these codec options, e.g. /knowlarity-stream=knowlarity or /raw=awaaz,wav_wrap=off (repeatable)")
     p.add_argument("--codec-option", action="append", default=[], metavar="PROVIDER.OPTION=VALUE", help="a codec option on every route of that provider, e.g. awaaz.wav_wrap=off, awaaz.mark_echo=off, knowlarity.kill_audio=off, knowlarity.default_rate=8000 (repeatable)")
     p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
@@ -414,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dial", help="call a server as a simulated provider and print the timeline")
     p.add_argument("url", help="ws:// or wss:// URL, e.g. ws://127.0.0.1:8080/awaaz")
-    p.add_argument("--provider", choices=["awaaz", "knowlarity", "awaaz-legacy"], required=True)
+    p.add_argument("--provider", choices=list(CODECS), required=True)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wav", help="what the caller says: a WAV file")
     src.add_argument("--tone", type=float, help="what the caller says: a tone of this frequency (Hz)")
