@@ -167,8 +167,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--provider", choices=list(CODECS), help="force one provider on every path (default: route by path, then detect)")
-    p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER[,OPTION=VALUE...]", help="paths under PREFIX are PROVIDER's calls, with these codec options, e.g. /knowlarity-stream=knowlarity or /raw=awaaz,wav_wrap=off (repeatable)")
-    p.add_argument("--codec-option", action="append", default=[], metavar="PROVIDER.OPTION=VALUE", help="a codec option on every route of that provider, e.g. awaaz.wav_wrap=off, awaaz.mark_echo=off, knowlarity.kill_audio=off, knowlarity.default_rate=8000 (repeatable)")
+    p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER[,OPTION=VALUE...]", help="paths under PREFIX are PROVIDER's calls, with these codec options and call settings, e.g. /knowlarity-stream=knowlarity or /raw=awaaz,wav_wrap=off or /k=knowlarity,lead_ms=200,chunk_ms=200 (repeatable)")
+    p.add_argument("--codec-option", action="append", default=[], metavar="PROVIDER.OPTION=VALUE", help="a codec option or call setting for every call of that provider, e.g. awaaz.wav_wrap=off, awaaz.mark_echo=off, knowlarity.kill_audio=off, knowlarity.default_rate=8000, knowlarity.lead_ms=200, awaaz.idle_timeout_s=60 (repeatable)")
     p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
@@ -211,12 +211,15 @@ def _option(pair: str, where: str) -> tuple[str, object]:
         try:
             value = int(word)
         except ValueError:
-            pass
+            try:
+                value = float(word)
+            except ValueError:
+                pass
     return key.strip(), value
 
 
 def server_config_from_args(args: argparse.Namespace):
-    from .server import ServerConfig
+    from .server import ServerConfig, split_settings
 
     call = CallConfig(
         agent_rate=args.agent_rate,
@@ -241,14 +244,18 @@ def server_config_from_args(args: argparse.Namespace):
         if not sep or not prefix or not provider:
             raise ValueError(f"bad --route {item!r}: use PREFIX=PROVIDER[,OPTION=VALUE...], e.g. /knowlarity-stream=knowlarity")
         routes.append((prefix, provider.strip().lower(), dict(_option(pair, f"--route {item}") for pair in pairs)))
-    codec_options: dict[str, dict[str, object]] = {}
+    per_provider: dict[str, dict[str, object]] = {}
     for item in args.codec_option:
         name, dot, pair = item.partition(".")
         if not dot:
             raise ValueError(f"bad --codec-option {item!r}: use PROVIDER.OPTION=VALUE, e.g. awaaz.wav_wrap=off")
         key, value = _option(pair, f"--codec-option {item}")
-        codec_options.setdefault(name.strip().lower(), {})[key] = value
-    options["codec_options"] = codec_options
+        per_provider.setdefault(name.strip().lower(), {})[key] = value
+    # a name of a call setting (lead_ms, chunk_ms, inband_dtmf, ...) is that provider's call
+    # setting; every other name is an option of its codec
+    split = {name: split_settings(settings) for name, settings in per_provider.items()}
+    options["codec_options"] = {name: codec for name, (codec, _) in split.items() if codec}
+    options["call_options"] = {name: call for name, (_, call) in split.items() if call}
     return ServerConfig(
         host=args.host,
         port=args.port,

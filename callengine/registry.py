@@ -31,6 +31,8 @@ class StuckAgent:
 
 class SessionRegistry:
     def __init__(self, cleanup_grace_s: float) -> None:
+        # the longest grace any call may get (routes may set their own); each session is
+        # judged by its own config's
         self.cleanup_grace_s = cleanup_grace_s
         self._ended: dict[CallSession, float | None] = {}  # session -> when its call ended
         self.cancelled_at: float | None = None  # when a drain ended every call left
@@ -63,7 +65,7 @@ class SessionRegistry:
             if session.agent_done.is_set():
                 continue
             since = ended_at if ended_at is not None else self.cancelled_at
-            if since is None or now - since < self.cleanup_grace_s:
+            if since is None or now - since < session.config.cleanup_grace_s:
                 continue
             try:
                 location = session.agent_location()

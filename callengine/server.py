@@ -38,7 +38,7 @@ import attrs
 import trio
 
 from . import __version__
-from .call.config import CallConfig
+from .call.config import CALL_SETTINGS, CallConfig
 from .call.session import Agent, CallSession
 from .call.transport import Transport, TransportClosed, aclose_quietly
 from .call.websocket import HandshakeFailed, UpgradeRequest, read_upgrade_request
@@ -75,6 +75,9 @@ class ServerConfig:
     ``codec_options``: provider -> options of its codec, e.g. ``{"awaaz": {"wav_wrap":
     False}, "knowlarity": {"kill_audio": False}}`` (see AwaazCodec and KnowlarityCodec);
     checked when the config is made.
+    ``call_options``: provider -> :class:`CallConfig` settings over ``call`` for that
+    provider's calls, e.g. ``{"knowlarity": {"lead_ms": 200, "chunk_ms": 200}}``. A route's
+    own call settings go over these. :meth:`call_for` gives a call's config.
     ``detect_paths``: paths on which the provider is detected from the first message.
     ``token``: shared secret; None disables the check. ``certfile``/``keyfile``: serve wss.
     ``max_calls``: concurrent calls; more get HTTP 503. ``max_message_size``: bytes; a
@@ -97,6 +100,7 @@ class ServerConfig:
     provider: str | None = None
     routes: tuple[Route, ...] = attrs.field(default=(), converter=lambda v: tuple(Route.of(r) for r in v))
     codec_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
+    call_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
     detect_paths: tuple[str, ...] = ("/", "/ws", "/stream", "/call")
     token: str | None = None
     certfile: str | None = None
@@ -112,30 +116,32 @@ class ServerConfig:
     def __attrs_post_init__(self) -> None:
         if self.provider is not None and self.provider not in CODECS:
             raise ValueError(f"unknown provider {self.provider!r}; choose from {', '.join(CODECS)}")
-        for name in self.codec_options:
-            if name not in CODECS:
-                raise ValueError(f"codec options for an unknown provider {name!r}; choose from {', '.join(CODECS)}")
+        for kind, per_provider in (("codec options", self.codec_options), ("call settings", self.call_options)):
+            for name in per_provider:
+                if name not in CODECS:
+                    raise ValueError(f"{kind} for an unknown provider {name!r}; choose from {', '.join(CODECS)}")
         for r in self.routes:
             if r.provider not in CODECS:
                 raise ValueError(f"route {r.prefix!r}: unknown provider {r.provider!r}; choose from {', '.join(CODECS)}")
             if not r.prefix.startswith("/") or "?" in r.prefix:
                 raise ValueError(f"route prefix {r.prefix!r} must be a path starting with '/'")
-        # a bad codec option is a start-up error, not a failure of every call
-        for name, options in [(n, self.options_for(n, None)) for n in CODECS] + [(r.provider, self.options_for(r.provider, r)) for r in self.routes]:
-            try:
-                create_codec(name, Role.ENGINE, **options)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name} codec options {dict(options)!r}: {exc}") from None
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("TLS needs both certfile and keyfile")
         if self.max_pending_handshakes < 1:
             raise ValueError(f"max_pending_handshakes must be at least 1, got {self.max_pending_handshakes}")
         if self.token is not None and not self.token:
             raise ValueError("token must not be empty")
-        # a lead below one chunk would make every call silent: refuse it now, not per call
-        for name in [self.provider] if self.provider else list(CODECS):
-            self.call.pacing(CODECS[name].capabilities, name)
-
+        # A bad codec option or call setting, or a lead below one chunk (every call would be
+        # silent), is a start-up error, not a failure of every call: check each provider a
+        # call can reach, and each route.
+        for name, via in self.reachable():
+            where = f"route {via.prefix}" if via is not None else name
+            options = self.options_for(name, via)
+            try:
+                codec = create_codec(name, Role.ENGINE, **options)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: {name} codec options {dict(options)!r}: {exc}") from None
+            self.call_for(name, via).pacing(codec.capabilities, where)
 
     def options_for(self, provider: str, route: "Route | None") -> dict[str, Any]:
         """The codec options of a call of ``provider`` (on ``route``, if it came by one)."""
@@ -144,21 +150,63 @@ class ServerConfig:
             options.update(route.options)
         return options
 
+    def reachable(self) -> "list[tuple[str, Route | None]]":
+        """Each (provider, route) a call can come by: every provider (or the forced one)
+        without a route, and each route."""
+        found: list[tuple[str, Route | None]] = [(n, None) for n in ([self.provider] if self.provider else CODECS)]
+        if self.provider is None:
+            found += [(r.provider, r) for r in self.routes]
+        return found
+
+    def call_configs(self) -> list[CallConfig]:
+        """The distinct call configs calls can run with (for the server's own bounds)."""
+        configs: list[CallConfig] = []
+        for name, via in self.reachable():
+            config = self.call_for(name, via)
+            if config not in configs:
+                configs.append(config)
+        return configs
+
+    def call_for(self, provider: str, route: "Route | None") -> CallConfig:
+        """The call config of a call of ``provider`` (on ``route``, if it came by one):
+        ``call``, then the provider's ``call_options``, then the route's call settings."""
+        config = self.call.with_settings(self.call_options.get(provider, {}), f"{provider} call settings")
+        if route is not None and route.provider == provider and route.call:
+            config = config.with_settings(route.call, f"route {route.prefix}")
+        return config
+
 
 @attrs.frozen
 class Route:
-    """Paths under ``prefix`` are ``provider``'s calls, with these codec ``options``."""
+    """Paths under ``prefix`` are ``provider``'s calls, with these codec ``options`` and
+    these ``call`` settings (:class:`CallConfig` field names, e.g. ``{"lead_ms": 200}``)."""
 
     prefix: str
     provider: str
     options: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
+    call: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
 
     @classmethod
     def of(cls, value: "Route | tuple[Any, ...]") -> "Route":
+        """A route from a ``(prefix, provider)`` pair, a ``(prefix, provider, settings)``
+        triple, where each setting named like a :class:`CallConfig` field is a call setting
+        and every other one a codec option, or ``(prefix, provider, codec options, call
+        settings)``."""
         if isinstance(value, Route):
             return value
         prefix, provider, *rest = value
-        return cls(str(prefix), str(provider).strip().lower(), rest[0] if rest else {})
+        if len(rest) >= 2:
+            return cls(str(prefix), str(provider).strip().lower(), rest[0], rest[1])
+        options, call = split_settings(rest[0] if rest else {})
+        return cls(str(prefix), str(provider).strip().lower(), options, call)
+
+
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(codec options, call settings) of one mapping: a name of a :class:`CallConfig` field
+    is a call setting (``chunk_ms`` too, which the call's config overrides anyway)."""
+    options = {k: v for k, v in settings.items() if k not in CALL_SETTINGS}
+    call = {k: v for k, v in settings.items() if k in CALL_SETTINGS}
+    return options, call
 
 
 class CallServer:
@@ -183,7 +231,7 @@ class CallServer:
         self.reports: list = []  # recent call reports (bounded)
         self._idle = trio.Event()
         self._idle.set()
-        self._sessions = SessionRegistry(self.config.call.cleanup_grace_s)
+        self._sessions = SessionRegistry(max(c.cleanup_grace_s for c in self.config.call_configs()))
         self._gate = HandshakeGate(self.config.max_pending_handshakes)
         self._busy_log = RateLimitedLog(log)
         self._accept_scope: trio.CancelScope | None = None
@@ -215,7 +263,8 @@ class CallServer:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept calls until cancelled or drained. ``task_status.started(port)``."""
         cfg = self.config
-        await _prewarm_vad(cfg.call.vad)
+        for vad in sorted({c.vad for c in cfg.call_configs()}):
+            await _prewarm_vad(vad)
         listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
         self._listeners = listeners
         self.port = listeners[0].socket.getsockname()[1]
@@ -264,8 +313,9 @@ class CallServer:
         Returns the agents that did not exit (each also logged as an ERROR), see
         :meth:`stuck_agents`; never waits longer."""
         grace = self.config.drain_grace_s if grace_s is None else grace_s
-        cc = self.config.call
-        self._drain_deadline = trio.current_time() + grace + cc.cleanup_grace_s + cc.close_timeout_s
+        configs = self.config.call_configs()
+        after = max(c.cleanup_grace_s + c.close_timeout_s for c in configs)
+        self._drain_deadline = trio.current_time() + grace + after
         self.accepting = False
         if self._accept_scope is not None:
             self._accept_scope.cancel()
@@ -439,7 +489,7 @@ class CallServer:
             pending.append(first)
         self.counters["calls"] += 1
         codec = create_codec(provider, Role.ENGINE, **cfg.options_for(provider, via))
-        session = CallSession(transport, self.agent, codec, cfg.call, provider=provider, pending_messages=pending)
+        session = CallSession(transport, self.agent, codec, cfg.call_for(provider, via), provider=provider, pending_messages=pending)
         self._sessions.add(session)
         recorded = False
 

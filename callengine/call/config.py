@@ -3,14 +3,14 @@ the codec's :class:`~callengine.protocols.base.Capabilities`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
 if TYPE_CHECKING:
     from ..protocols.base import Capabilities
 
-__all__ = ["CallConfig", "Pacing"]
+__all__ = ["CallConfig", "Pacing", "CALL_SETTINGS"]
 
 
 def _positive_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: float | None) -> None:
@@ -93,6 +93,19 @@ class CallConfig:
     def evolve(self, **changes: Any) -> "CallConfig":
         return attrs.evolve(self, **changes)
 
+    def with_settings(self, settings: "Mapping[str, Any]", where: str = "") -> "CallConfig":
+        """This config with ``settings`` (field name -> value, as a route or the command line
+        gives them) applied, each checked against the field's type: numbers for durations,
+        booleans for switches, None (or "none"/"auto") where the field allows it. Raises
+        ValueError naming the setting and ``where`` it came from."""
+        if not settings:
+            return self
+        changes = {name: _coerce(name, value, where) for name, value in settings.items()}
+        try:
+            return attrs.evolve(self, **changes)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
+
     def pacing(self, capabilities: "Capabilities", provider: str = "") -> Pacing:
         """The chunk and lead for a provider with ``capabilities`` (this config's values,
         else the provider's defaults). Raises ValueError if the lead cannot hold one chunk:
@@ -111,3 +124,36 @@ def _lead_below_chunk(lead_ms: float, chunk_ms: float, provider: str) -> str:
         f"lead_ms of audio queued at the provider, so a chunk would never fit. Raise --lead-ms "
         f"to at least {chunk_ms:g} or lower --chunk-ms"
     )
+
+
+#: the names :meth:`CallConfig.with_settings` accepts, with their declared types
+CALL_SETTINGS: dict[str, str] = {f.name: str(f.type) for f in attrs.fields(CallConfig)}
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    kind = CALL_SETTINGS.get(name)
+    at = f" in {where}" if where else ""
+    if kind is None:
+        raise ValueError(f"unknown call setting {name!r}{at}; choose from {', '.join(CALL_SETTINGS)}")
+    optional = "None" in kind
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "auto"))):
+        return None
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+    elif kind.startswith("float"):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind.startswith("int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind.startswith("str"):
+        if isinstance(value, str):
+            return value
+    wanted = {"bool": "on or off", "float": "a number", "int": "an integer", "str": "text"}[kind.split()[0]]
+    raise ValueError(f"call setting {name}={value!r}{at}: must be {wanted}{' or none' if optional else ''}")
