@@ -140,7 +140,7 @@ class ServerConfig:
             try:
                 codec = create_codec(name, Role.ENGINE, **options)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{where}: {name} codec options {dict(options)!r}: {exc}") from None
+                raise ValueError(f"{name} codec options{' on ' + where if via else ''} {dict(options)!r}: {exc}") from None
             self.call_for(name, via).pacing(codec.capabilities, where)
 
     def options_for(self, provider: str, route: "Route | None") -> dict[str, Any]:

@@ -143,8 +143,10 @@ class AwaazCodec(CallStateMachine, Codec):
     ``"MZ..."`` id).
     ``connected_first``: PROVIDER only: send ``connected`` before ``start`` (True) or
     after it (False).
-    ``mark_shape``: PROVIDER only: echo marks as ``{"mark": {"name": ...}}`` ("object") or
-    ``{"mark": "..."}`` ("string", seen from Twilio-style peers); the ENGINE reads both.
+    ``mark_shape``: send marks (ENGINE) and echo them (PROVIDER) as ``{"mark": {"name":
+    ...}}`` ("object", the Twilio convention) or ``{"mark": "..."}`` ("string", seen from
+    Twilio-style peers). The ENGINE reads echoes in both shapes; the PROVIDER reads only its
+    own and ignores a mark in the other, as a peer that parses one shape would.
     ``mark_echo``: whether this account echoes marks. True: the engine sends each mark and
     waits for its echo (``mark_grace_s`` at most). False: no mark goes on the wire and the
     engine's playout clock reaches it on time, with no wait for an echo that never comes.
@@ -360,10 +362,16 @@ class AwaazCodec(CallStateMachine, Codec):
             result = self._decode_play(msg, self.wav_wrap)
         elif kind == _MARK:
             body = msg.get("mark")
-            name = body.get("name") if isinstance(body, dict) else None
-            if not isinstance(name, str):
-                raise RemoteProtocolError("awaaz: mark without mark.name", CloseCode.INVALID_PAYLOAD)
-            result = [Mark(name)]
+            other = dict if self.mark_shape == "string" else str
+            if isinstance(body, other):
+                # a peer that parses one shape ignores the other: the engine then waits for
+                # an echo that never comes, and a wrong mark_shape shows as mark fallbacks
+                result = [UnknownMessage(kind="mark", raw=msg)]
+            else:
+                name = body if self.mark_shape == "string" else body.get("name") if isinstance(body, dict) else None
+                if not isinstance(name, str):
+                    raise RemoteProtocolError("awaaz: mark without a name", CloseCode.INVALID_PAYLOAD)
+                result = [Mark(name)]
         elif kind == _CLEAR:
             result = [Clear()]
         else:
@@ -426,7 +434,8 @@ class AwaazCodec(CallStateMachine, Codec):
                 )
             out: list[WireMessage] = self._encode_play(command.pcm)
         elif isinstance(command, Mark):
-            out = [dumps({"event": "mark", "stream_sid": self.stream_sid, "mark": {"name": command.name}})]
+            mark: Any = command.name if self.mark_shape == "string" else {"name": command.name}
+            out = [dumps({"event": "mark", "stream_sid": self.stream_sid, "mark": mark})]
         elif isinstance(command, Clear):
             out = [dumps({"event": "clear", "stream_sid": self.stream_sid})]
         else:  # Hangup: on Awaaz, hanging up is closing the socket normally.

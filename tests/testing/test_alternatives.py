@@ -100,8 +100,12 @@ async def test_knowlarity_graceful_shutdown_is_an_empty_frame_and_the_engine_clo
     assert sim.provider.closed_code == 1000
 
 
-@pytest.mark.parametrize("shape", ["object", "string"])
-async def test_awaaz_mark_echo_in_either_shape_is_an_echo(autojump_clock, shape):
+@pytest.mark.parametrize("engine_shape", ["object", "string"])
+@pytest.mark.parametrize("peer_shape", ["object", "string"])
+async def test_awaaz_mark_shape_matching_and_wrong(autojump_clock, engine_shape, peer_shape):
+    """A peer that parses one mark shape ignores the other. With the matching
+    ``mark_shape`` the mark is reached on its echo, on time; with the wrong one no echo
+    comes and the mark is reached only by the fallback, ``mark_grace_s`` late."""
     reached = []
 
     async def agent(call):
@@ -110,10 +114,18 @@ async def test_awaaz_mark_echo_in_either_shape_is_an_echo(autojump_clock, shape)
         await (await call.mark("m")).wait()
         reached.append(trio.current_time() - t0)
 
-    async with open_simulated_call(agent, "awaaz", provider_codec_options={"mark_shape": shape}) as sim:
+    async with open_simulated_call(
+        agent, "awaaz", codec_options={"mark_shape": engine_shape}, provider_codec_options={"mark_shape": peer_shape}
+    ) as sim:
         pass
-    assert reached == [pytest.approx(0.4, abs=1e-6)]
-    assert (sim.report.stats.mark_echoes, sim.report.stats.mark_fallbacks) == (1, 0)
+    stats = sim.report.stats
+    if engine_shape == peer_shape:
+        assert reached == [pytest.approx(0.4, abs=1e-6)]
+        assert (stats.mark_echoes, stats.mark_fallbacks) == (1, 0)
+    else:
+        assert reached == [pytest.approx(0.4 + CallConfig().mark_grace_s, abs=1e-6)]
+        assert (stats.mark_echoes, stats.mark_fallbacks) == (0, 1)
+        assert any(e.kind == "unknown" and e.detail == "mark" for e in sim.provider.timeline)
 
 
 @pytest.mark.parametrize("engine_kills", [False, True])
