@@ -15,10 +15,14 @@ import trio
 from callengine.agents import load
 from callengine.audio.generate import tone
 from callengine.events import PlayAudio
+from callengine.protocols.registry import CODECS
 from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import open_dialed_call
 
 from .call.conftest import speech_8k
+
+#: every provider the engine speaks, legacy Awaaz included, each on its own path
+PROVIDERS = list(CODECS)
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ async def _wait_for(predicate, timeout=10.0):
             await trio.sleep(0.02)
 
 
-@pytest.mark.parametrize("provider", ["awaaz", "knowlarity"])
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_echo_returns_the_callers_audio(serve_agent, provider):
     base = await serve_agent("echo")
     async with open_dialed_call(f"{base}/{provider}", provider) as sim:
@@ -50,7 +54,7 @@ async def test_echo_returns_the_callers_audio(serve_agent, provider):
     assert freq == pytest.approx(800, abs=5)
 
 
-@pytest.mark.parametrize("provider", ["awaaz", "knowlarity"])
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_parrot_answers_after_the_caller_stops(serve_agent, provider):
     samples, _ = speech_8k()
     utterance = samples[: int(2.0 * 8000)]
@@ -65,7 +69,7 @@ async def test_parrot_answers_after_the_caller_stops(serve_agent, provider):
     assert 1.0 <= sim.heard_seconds() <= 3.5
 
 
-@pytest.mark.parametrize("provider", ["awaaz", "knowlarity"])
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_prompt_stops_when_the_caller_talks(serve_agent, provider):
     samples, onset = speech_8k()
     base = await serve_agent("prompt")
