@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import trio
 
@@ -309,3 +310,29 @@ def test_inband_dtmf_option():
     for word, value in (("auto", None), ("on", True), ("off", False)):
         args = build_parser().parse_args(["serve", "echo", "--inband-dtmf", word])
         assert server_config_from_args(args).call.inband_dtmf is value
+
+
+async def test_legacy_awaaz_through_callengine_serve_and_dial(tmp_path, nursery):
+    """An account on Awaaz's older mod_audio_fork-style stream, end to end through the two
+    commands a user runs: the echo comes back at the caller's 8 kHz, at the caller's pitch
+    (assumed to be 16 kHz it would come back an octave high)."""
+    import wave
+
+    from .serve_process import start_serve
+
+    server = await start_serve(nursery, ["echo", "--port", "0", "--agent-rate", "8000"])
+    out = tmp_path / "heard.wav"
+    url = f"ws://127.0.0.1:{server.port}/awaaz-legacy"
+    result = await _dial(url, "--provider", "awaaz-legacy", "--tone", "500", "--tone-seconds", "1.5", "--seconds", "3", "--record", str(out))
+    assert result.returncode == 0, result.stderr.decode()
+    with wave.open(str(out)) as w:
+        rate = w.getframerate()
+        heard = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert rate == 8000
+    nz = np.flatnonzero(np.abs(heard) > 200)
+    assert len(nz) > 0.8 * 1.5 * rate
+    x = heard[nz[0] : nz[-1]].astype(float)
+    assert np.argmax(np.abs(np.fft.rfft(x * np.hanning(len(x))))) * rate / len(x) == pytest.approx(500, abs=5)
+    await server.wait_for(b"call started awaaz-legacy:.*wire_rate=8000")
+    server.proc.send_signal(signal.SIGTERM)
+    assert await server.wait() == 0
