@@ -1,0 +1,671 @@
+"""Vonage Voice API WebSockets: a JSON text hello, then binary L16 both ways.
+
+Vonage dials our ``wss://`` URL from an NCCO ``connect`` action whose endpoint has
+``"type": "websocket"``. Wire format::
+
+    Vonage -> us   one JSON text frame: the endpoint's ``headers`` at the top level, plus
+                   "content-type": "audio/l16;rate=16000" (and, in current docs,
+                   "event": "websocket:connected"); then binary frames of raw PCM16LE,
+                   20 ms each; interleaved JSON text events: websocket:dtmf,
+                   websocket:notify, websocket:cleared
+    us -> Vonage   binary frames of raw PCM16LE at the same rate, 20 ms each; JSON text
+                   commands {"action":"clear"} and {"action":"notify","payload":{...}}
+
+Facts, where each came from, and how sure we are (C: confirmed in Vonage's own docs; S:
+secondary source, e.g. third-party code or a spec generated from the docs; I: inferred,
+unverified). References, as stored copies read on 2026-12-02:
+
+* [N16] developer.nexmo.com/voice/voice-api/guides/websockets (the Nexmo-era guide,
+  2016-2019 text): first message is JSON text with the ``headers`` plus ``content-type``,
+  no ``event`` key; "after the initial text message all subsequent messages ... will be
+  binary"; headers at most 512 bytes; Vonage is the client.
+* [V21] Vonage's developer-portal source, ``_documentation/en/voice/voice-api/concepts/
+  websockets.md`` (the nexmo-developer repository, ~2021): the first message has
+  ``"event":"websocket:connected"`` and ``content-type``, headers flattened to the top
+  level (``headers`` itself is not a key); "subsequent messages ... can be text or
+  binary"; L16 at 8 or 16 kHz, "a 20ms frame size", 320 B at 8 kHz, 640 B at 16 kHz; DTMF
+  as ``{"event":"websocket:dtmf","digit":"5","duration":260}``, one digit per event,
+  ``0-9 * #``; outbound audio "must be in the same format", "each message is 320 or 640
+  bytes ... and contains 20ms"; sent faster than real time it is buffered (1024 messages
+  in that version); hang-up by REST ``PUT /v1/calls/{uuid}`` ``{"action":"hangup"}``.
+* [T26] developer.vonage.com/en/tutorials/play-audio-into-a-websocket (2026 copy):
+  "Vonage will only buffer 3072 messages ... around 60 seconds of audio"; for longer
+  audio, pace at 18-19 ms per message.
+* [A26] the AsyncAPI description "Vonage Voice WebSocket API" (api-evangelist/vonage,
+  ``asyncapi/vonage-asyncapi.yml``, version 2026.05, validated 2026-05-29 against
+  developer.vonage.com/en/voice/voice-api/concepts/websockets): ``{"action":"clear"}``
+  discards queued audio and stops playback, acknowledged by ``{"event":
+  "websocket:cleared"}``; ``{"action":"notify","payload":{...}}`` is answered with
+  ``{"event":"websocket:notify","payload":{...}}`` (the payload echoed) once every frame
+  buffered before it has played.
+* [P] Pipecat's Vonage serializer (written for the Video API Audio Connector, which uses
+  the same event names) and two other third-party Voice API integrations: DTMF digit at
+  the top level or as ``dtmf.digit``; one sample uses ``audio/l16;rate=24000``.
+
+So: first-message shape C [N16, V21]; ``event: websocket:connected`` C [V21, A26]; binary
+L16 20 ms frames C [V21]; 8 and 16 kHz C [V21]; 24 kHz S [P] (newer docs are said to
+list it; not seen in a stored Vonage page); DTMF top-level shape C [V21], ``dtmf.digit``
+shape S [P]; clear/cleared and notify C-by-proxy [A26 quoting the current guide], S for
+the exact payload echo; buffer of 3072 messages C [T26]; that Vonage puts no call uuid in
+the first frame C for the documented examples [N16, V21, A26] (they carry only ``event``,
+``content-type`` and the NCCO's headers), I that it never does.
+
+**The call's uuid.** The REST API (hang-up, transfer, talk...) needs the call (leg)
+``uuid``, which Vonage sends to the answer webhook, not to the socket. The NCCO must pass
+it in the endpoint headers, e.g.::
+
+    {"action": "connect", "endpoint": [{"type": "websocket", "uri": "wss://.../vonage",
+      "content-type": "audio/l16;rate=16000",
+      "headers": {"call_uuid": "<uuid>", "conversation_uuid": "<conversation_uuid>",
+                  "from": "<from>", "to": "<to>"}}]}
+
+The codec reads the call id from ``call_uuid`` (then ``uuid``, ``callUuid``,
+``call-uuid``, ``call_id``, ``callId``), the caller from ``from`` (``caller``,
+``caller-id``, ``caller_id``), the called number from ``to`` (``called``), the direction
+from ``direction``; ``conversation_uuid`` stays in ``custom`` and is also exposed as
+:attr:`VonageCodec.conversation_uuid`. Without a uuid header ``call_id`` is ``""``.
+
+Decisions where the documentation is silent:
+
+* **Tolerated, reported as UnknownMessage, never fatal** (ENGINE): binary audio before the
+  first message (skipped: ``"binary before metadata"``); a JSON event other than the hello
+  before it (``"<event> before metadata"``); a second first message (``"second
+  metadata"``); unknown JSON events; ``websocket:cleared`` (an acknowledgement: the
+  engine's playout settled the cleared marks when it sent the clear); ``websocket:notify``
+  whose payload has no mark ``name``; a DTMF event without a valid digit; text after the
+  first message that is not a JSON object (``"text"``). A UTF-8 BOM is dropped and several
+  JSON texts joined in one frame are read one by one.
+* **Fatal** (RemoteProtocolError, close codes per ``_common``): a first text that is not
+  a JSON object (1007); a ``content-type`` that is not ``audio/l16`` or a rate outside
+  [4000, 192000] Hz (1007); an odd-length binary frame (1007: L16 is whole 16-bit samples
+  and Vonage's frames are whole, so an odd frame means the stream is not what was agreed).
+* Caller audio frames of any even length are accepted (20 ms is what Vonage sends, not a
+  condition the engine needs). An empty binary frame is ignored.
+* **Outbound audio is whole 20 ms frames**: a PlayAudio longer than 20 ms is split; a
+  tail shorter than 20 ms is padded with silence to 20 ms. [V21] says each message must be
+  320/640 bytes and 20 ms (C); what Vonage does with a short frame is undocumented (I), so
+  we never send one. The engine's playout hands us chunk_ms (20 ms) chunks, so only the
+  last chunk of a playback is ever padded; a chunk_ms that is not a multiple of 20 would
+  pad every chunk (audible gaps): keep it at a multiple of 20.
+* A Mark is ``{"action":"notify","payload":{"name": <mark>}}`` and its echo's
+  ``payload.name`` becomes MarkEchoed. Clear is ``{"action":"clear"}``. Hangup sends
+  nothing: the engine closes the socket, which ends the WebSocket leg (REST ``PUT
+  /v1/calls/{uuid}`` ``{"action":"hangup"}`` ends the whole call and is outside the codec).
+  Transfer raises UnsupportedCommand (transfer is a REST call with an NCCO).
+* Commands before the first message raise LocalProtocolError (no call yet), except
+  Hangup, which sends nothing in any state.
+* **PROVIDER role** (the simulator): ``send(CallStarted)`` writes the first message
+  (``connected_event`` chooses the current or the Nexmo-era shape; ``uuid_header`` the
+  header that carries the call id; ``headers`` extra NCCO headers); CallerAudio goes out
+  as exact 20 ms frames, a remainder held until the next audio (Vonage's frames are all
+  20 ms); Dtmf as ``websocket:dtmf`` (``dtmf_shape`` ``"top"`` as documented or
+  ``"nested"``), keys A-D are not sent (Vonage documents ``0-9 * #``); MarkEchoed as
+  ``websocket:notify``; CallStopped sends nothing (Vonage ends by closing the socket);
+  UnknownMessage injects its raw text/bytes/JSON (use :func:`cleared_event` for the clear
+  acknowledgement). ``receive`` refuses binary audio that is not a whole number of 20 ms
+  frames at the call's rate, or odd-length (1007), audio or commands before the first
+  message (1002), text that is not a JSON object with an ``action`` string (1007), a
+  ``notify`` without a ``payload`` object (1007); a notify payload without a ``name`` and
+  unknown actions come back as UnknownMessage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import attrs
+
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
+from ..events import (
+    DTMF_DIGITS,
+    CallerAudio,
+    CallStarted,
+    CallStopped,
+    Clear,
+    Connected,
+    Dtmf,
+    Event,
+    Hangup,
+    Mark,
+    MarkEchoed,
+    PlayAudio,
+    Transfer,
+    UnknownMessage,
+)
+from ._common import (
+    CallState,
+    CallStateMachine,
+    check_role_and_type,
+    dumps,
+    first_text,
+    is_binary,
+    loads_object,
+    parse_sample_rate,
+)
+from .base import Capabilities, Codec, Role, WireMessage
+
+__all__ = [
+    "VonageCodec",
+    "parse_content_type",
+    "cleared_event",
+    "FRAME_MS",
+    "VONAGE_RATES",
+    "VONAGE_BUFFER_MESSAGES",
+    "DTMF_SHAPES",
+]
+
+_DEFAULT_RATE = 16000
+#: Every Vonage audio message, either way, is this long [V21].
+FRAME_MS = 20
+#: The rates Vonage offers in ``content-type`` (24000: S, see the module docstring).
+VONAGE_RATES = (8000, 16000, 24000)
+#: Outbound messages Vonage buffers ahead of playout [T26].
+VONAGE_BUFFER_MESSAGES = 3072
+#: PROVIDER ``dtmf_shape`` values.
+DTMF_SHAPES = ("top", "nested")
+
+_HELLO = "websocket:connected"
+_DTMF_EVENT = "websocket:dtmf"
+_NOTIFY_EVENT = "websocket:notify"
+_CLEARED_EVENT = "websocket:cleared"
+_CONTENT_TYPE = "content-type"
+_MEDIA_TYPE = "audio/l16"
+
+_ID_KEYS = ("call_uuid", "uuid", "callUuid", "call-uuid", "call_id", "callId")
+_CALLER_KEYS = ("from", "caller", "caller-id", "caller_id")
+_CALLED_KEYS = ("to", "called")
+_DIRECTION_KEYS = ("direction",)
+_CONVERSATION_KEYS = ("conversation_uuid", "conversationUuid", "conversation-uuid")
+_MARK_KEYS = ("name", "mark")
+#: The keys Vonage documents for DTMF; the rest of DTMF_DIGITS is accepted on receive.
+_VONAGE_DIGITS = "0123456789*#"
+
+_MAX_TEXT_CHARS = 1024 * 1024
+
+
+def cleared_event() -> UnknownMessage:
+    """What a simulated Vonage sends to acknowledge a clear: ``PROVIDER.send(cleared_event())``."""
+    return UnknownMessage(kind=_CLEARED_EVENT, raw={"event": _CLEARED_EVENT})
+
+
+def parse_content_type(value: object, default_rate: int) -> tuple[int, bool]:
+    """``"audio/l16;rate=16000"`` -> ``(16000, True)``; no rate -> ``(default_rate, False)``.
+
+    The media type must be ``audio/l16`` (any case, parameters in any order, spaces
+    allowed); anything else, or a rate outside [4000, 192000] Hz, raises
+    RemoteProtocolError 1007: audio read at the wrong rate or as the wrong codec is noise.
+    """
+    if not isinstance(value, str):
+        raise RemoteProtocolError(f"vonage: content-type must be a string, got {type(value).__name__}", CloseCode.INVALID_PAYLOAD)
+    media_type, *params = (part.strip() for part in value.split(";"))
+    if media_type.lower() != _MEDIA_TYPE:
+        raise RemoteProtocolError(
+            f"vonage: content-type {value!r:.80} is not {_MEDIA_TYPE} (the only codec Vonage streams)", CloseCode.INVALID_PAYLOAD
+        )
+    for param in params:
+        key, sep, rate = param.partition("=")
+        if sep and key.strip().lower() == "rate":
+            return parse_sample_rate(rate.strip().strip('"'), default_rate, what="vonage content-type rate"), True
+    return default_rate, False
+
+
+def _content_type_of(msg: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """The content-type key of a first message and its value (the key in any case, or
+    with an underscore), or (None, None)."""
+    if _CONTENT_TYPE in msg:
+        return _CONTENT_TYPE, msg[_CONTENT_TYPE]
+    for key, value in msg.items():
+        if isinstance(key, str) and key.lower().replace("_", "-") in ("content-type", "contenttype"):
+            return key, value
+    return None, None
+
+
+def _is_first_message(msg: Mapping[str, Any]) -> bool:
+    """A first message has the hello event, or no event at all (the Nexmo-era shape), or a
+    content-type whatever it says."""
+    event = msg.get("event")
+    return event is None or event == _HELLO or _content_type_of(msg)[0] is not None
+
+
+def _split_json_texts(text: str) -> list[str]:
+    """Several JSON texts back to back in one frame -> each; anything else comes back whole."""
+    stripped = text.strip()
+    if not stripped.startswith("{") or "}" not in stripped[:-1]:
+        return [text]
+    decoder = json.JSONDecoder()
+    parts: list[str] = []
+    at = 0
+    try:
+        while at < len(stripped):
+            _, end = decoder.raw_decode(stripped, at)
+            parts.append(stripped[at:end])
+            at = end
+            while at < len(stripped) and stripped[at] in " \t\r\n":
+                at += 1
+    except (ValueError, RecursionError):
+        return [text]
+    return parts
+
+
+def _loads_or_none(text: str) -> Any:
+    if len(text) > _MAX_TEXT_CHARS:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _find_digit(msg: Mapping[str, Any]) -> str | None:
+    """The digit of a websocket:dtmf event: ``digit`` at the top level [V21], or ``dtmf``
+    as an object with ``digit`` or as the digit itself [P]."""
+    for candidate in (msg.get("digit"), msg.get("dtmf")):
+        if isinstance(candidate, dict):
+            candidate = candidate.get("digit")
+        if isinstance(candidate, int) and not isinstance(candidate, bool) and 0 <= candidate <= 9:
+            candidate = str(candidate)
+        if isinstance(candidate, str):
+            digit = candidate.strip().upper()
+            if len(digit) == 1 and digit in DTMF_DIGITS:
+                return digit
+    return None
+
+
+def _mark_name(payload: Any) -> str:
+    if isinstance(payload, dict):
+        for key in _MARK_KEYS:
+            name = payload.get(key)
+            if isinstance(name, str) and name:
+                return name
+    return ""
+
+
+def _raw_message(event: UnknownMessage) -> WireMessage:
+    """Let the simulator inject anything: text/bytes as is, a mapping as JSON."""
+    raw = event.raw
+    if isinstance(raw, (str, bytes)):
+        return raw
+    if isinstance(raw, Mapping):
+        return dumps(dict(raw))
+    return dumps({"event": event.kind})
+
+
+# --- the state machine ----------------------------------------------------------------
+
+_S = CallState
+
+# Message kinds, named after what is on the wire, the same in both roles.
+_METADATA, _AUDIO, _EVENT, _STOP = "first message", "caller audio", "text event", "stop"
+_PLAY, _NOTIFY, _CLEAR, _HANGUP = "audio frame", "notify", "clear", "hang-up"
+_UNKNOWN = "unknown message"
+_CALL_KINDS = (_AUDIO, _EVENT, _PLAY, _NOTIFY, _CLEAR, _HANGUP, _UNKNOWN)
+
+_TRANSITIONS: dict[tuple[CallState, str], CallState] = {
+    (_S.IDLE, _METADATA): _S.STARTED,
+    (_S.IDLE, _STOP): _S.STOPPED,
+    (_S.IDLE, _UNKNOWN): _S.IDLE,
+    (_S.IDLE, _HANGUP): _S.IDLE,  # hang-up sends nothing; closing the socket works in any state
+    **{(_S.STARTED, kind): _S.STARTED for kind in _CALL_KINDS},
+    (_S.STARTED, _STOP): _S.STOPPED,
+    **{(_S.STOPPED, kind): _S.STOPPED for kind in _CALL_KINDS + (_STOP,)},
+}
+
+
+class VonageCodec(CallStateMachine, Codec):
+    """Sans-IO codec for the Vonage Voice API WebSocket (see the module docstring).
+
+    ``default_rate``: the caller audio's rate when the first message's content-type gives
+    none (ENGINE), and the rate announced before a CallStarted says otherwise (PROVIDER).
+    Inbound and outbound audio always share the call's rate.
+
+    PROVIDER only: ``headers``: extra NCCO endpoint headers to announce in the first
+    message (the CallStarted's ``custom`` wins on a clash); ``connected_event``: put
+    ``"event": "websocket:connected"`` in the first message (current docs; False gives
+    the Nexmo-era shape); ``uuid_header``: the header that carries the call id
+    (``"call_uuid"``; ``""`` announces none, as when the NCCO passes no uuid);
+    ``dtmf_shape``: ``"top"`` (``{"event":"websocket:dtmf","digit":"5","duration":260}``,
+    as documented) or ``"nested"`` (``"dtmf": {"digit": ..., "duration": ...}``);
+    ``dtmf_duration_ms``: the ``duration`` announced with each key.
+    """
+
+    name = "vonage"
+    # A family of its own: JSON text hello, then raw L16 binary frames in BOTH directions.
+    # mod_audio_fork (Knowlarity) takes binary in but wants JSON playAudio WAV clips out;
+    # json-events (Twilio...) carries base64 audio inside JSON both ways. The writer's
+    # framing (20 ms binary frames) and the detection rule differ from both.
+    family = "l16-binary"
+    _transitions = _TRANSITIONS
+    _start_kind = _METADATA
+    _second_start = "a second first message"
+    _before_start = "before the first message"
+    capabilities = Capabilities(
+        # {"action":"clear"} empties Vonage's playout buffer, acknowledged by websocket:cleared [A26].
+        clear=True,
+        # {"action":"notify"} is echoed once the audio queued before it has played [A26].
+        mark_echo=True,
+        # Transfer is a REST call (PUT /v1/calls/{uuid} with an NCCO), not a socket message.
+        transfer=False,
+        # Hang-up is closing the socket (or REST); there is no hang-up message [V21].
+        hangup_message=False,
+        # Keys arrive as websocket:dtmf text events [V21].
+        dtmf_events=True,
+        # 16 kHz: the rate of Vonage's NCCO examples and what speech engines want; the
+        # first message's content-type sets each call's actual rate (both ways).
+        inbound_rate=_DEFAULT_RATE,
+        outbound_rate=_DEFAULT_RATE,
+        # Each outbound message must be one 20 ms frame [V21].
+        chunk_ms=FRAME_MS,
+        # Vonage would buffer ~60 s [T26], but everything buffered must be cleared on
+        # barge-in and the clear's latency is unknown; notify echoes tell the engine what
+        # has played. 100 ms (5 frames) absorbs network jitter and keeps a barge-in short
+        # even if a clear were slow or lost.
+        lead_ms=100,
+    )
+
+    def __init__(
+        self,
+        role: Role = Role.ENGINE,
+        *,
+        default_rate: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+        connected_event: bool = True,
+        uuid_header: str = "call_uuid",
+        dtmf_shape: str = "top",
+        dtmf_duration_ms: int = 260,
+    ) -> None:
+        super().__init__(Role(role))
+        try:
+            self.default_rate = parse_sample_rate(
+                default_rate if default_rate is not None else _DEFAULT_RATE, _DEFAULT_RATE, what="default_rate"
+            )
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        if headers is not None and not isinstance(headers, Mapping):
+            raise ValueError(f"headers must be a mapping of NCCO endpoint headers, got {type(headers).__name__}")
+        if not isinstance(uuid_header, str):
+            raise ValueError(f"uuid_header must be a string, got {uuid_header!r}")
+        if dtmf_shape not in DTMF_SHAPES:
+            raise ValueError(f"dtmf_shape must be one of {', '.join(DTMF_SHAPES)}; got {dtmf_shape!r}")
+        if isinstance(dtmf_duration_ms, bool) or not isinstance(dtmf_duration_ms, int) or dtmf_duration_ms < 0:
+            raise ValueError(f"dtmf_duration_ms must be a non-negative integer, got {dtmf_duration_ms!r}")
+        self.headers: dict[str, Any] = dict(headers or {})
+        self.connected_event = bool(connected_event)
+        self.uuid_header = uuid_header
+        self.dtmf_shape = dtmf_shape
+        self.dtmf_duration_ms = dtmf_duration_ms
+        if self.default_rate != _DEFAULT_RATE:
+            self.capabilities = attrs.evolve(type(self).capabilities, inbound_rate=self.default_rate, outbound_rate=self.default_rate)
+
+        self._state = _S.IDLE
+        self._start_seen = False
+        self._rate = self.default_rate
+        self._carry = b""  # PROVIDER: caller audio short of a whole frame
+        self.rate_source = ""  # where the call's rate came from, once started
+        self.content_type = ""  # the first message's content-type, as sent
+        self.call_id = ""  # the call (leg) uuid from the first message's headers, or ""
+        self.conversation_uuid = ""
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._start_seen
+
+    @property
+    def stopped(self) -> bool:
+        return self._state is _S.STOPPED
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
+    @property
+    def inbound_rate(self) -> int:
+        return self._rate
+
+    @property
+    def outbound_rate(self) -> int:
+        return self._rate
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes in one 20 ms frame at the call's rate (640 at 16 kHz)."""
+        return max(1, self._rate * FRAME_MS // 1000) * 2
+
+    # --- receive --------------------------------------------------------------------
+
+    def receive(self, message: WireMessage) -> Sequence[Event]:
+        check_role_and_type(message)
+        if self.role is Role.ENGINE:
+            return self._receive_as_engine(message)
+        return self._receive_as_provider(message)
+
+    def _receive_as_engine(self, message: WireMessage) -> list[Event]:
+        if is_binary(message):
+            assert not isinstance(message, str)
+            return self._decode_caller_audio(bytes(message))
+        assert isinstance(message, str)
+        out: list[Event] = []
+        for text in _split_json_texts(message.lstrip("\ufeff")):
+            if self._state is _S.IDLE:
+                out.extend(self._decode_first(text))
+            else:
+                out.append(self._decode_event(text))
+        return out
+
+    def _decode_caller_audio(self, data: bytes) -> list[Event]:
+        if not data:
+            return []
+        if self._state is _S.IDLE:
+            # we missed the first message (or Vonage sent audio first): skipped until it comes
+            return [UnknownMessage(kind="binary before metadata", raw=b"")]
+        if self._state is _S.STOPPED:
+            return [UnknownMessage(kind="binary", raw=data)]
+        if len(data) % 2:
+            raise RemoteProtocolError(
+                f"vonage: caller audio frame is {len(data)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
+            )
+        self._commit(self._next_state(_AUDIO, local=False))
+        return [CallerAudio(pcm=data, sample_rate=self._rate)]
+
+    def _decode_first(self, text: str) -> list[Event]:
+        msg = loads_object(text, what="vonage first message")
+        if not _is_first_message(msg):
+            event = msg.get("event")
+            name = event if isinstance(event, str) and event else "event"
+            return [UnknownMessage(kind=f"{name} before metadata", raw=msg)]
+        after = self._next_state(_METADATA, local=False)
+        started = self._call_started(msg)
+        self._commit(after)
+        return [started]
+
+    def _call_started(self, msg: dict) -> CallStarted:
+        ct_key, ct_value = _content_type_of(msg)
+        if ct_key is None or ct_value in (None, ""):
+            rate, given = self.default_rate, False
+        else:
+            rate, given = parse_content_type(ct_value, self.default_rate)
+        self.content_type = ct_value if isinstance(ct_value, str) else ""
+        self.rate_source = "the first message's content-type" if given else "vonage's default (default_rate)"
+        used: set[str] = {"event", ct_key} if ct_key is not None else {"event"}
+
+        def lookup(keys: tuple[str, ...]) -> str:
+            value, source, key = first_text([msg], keys)
+            if source is not None:
+                used.add(key)
+            return value
+
+        call_id = lookup(_ID_KEYS)
+        caller = lookup(_CALLER_KEYS)
+        called = lookup(_CALLED_KEYS)
+        direction = lookup(_DIRECTION_KEYS)
+        conversation, _, _ = first_text([msg], _CONVERSATION_KEYS)  # kept in custom too
+        custom = {key: value for key, value in msg.items() if key not in used}
+        self._rate = rate
+        self.call_id = call_id
+        self.conversation_uuid = conversation
+        return CallStarted(
+            call_id=call_id, stream_id="", caller=caller, called=called, sample_rate=rate,
+            direction=direction, custom=custom, raw=msg,
+        )
+
+    def _decode_event(self, text: str) -> Event:
+        value = _loads_or_none(text)
+        if not isinstance(value, dict):
+            event: Event = UnknownMessage(kind="text", raw=text)
+        else:
+            name = value.get("event")
+            name = name if isinstance(name, str) and name else "text"
+            if name == _HELLO or (name == "text" and _content_type_of(value)[0] is not None):
+                event = UnknownMessage(kind="second metadata", raw=value)
+            elif name == _DTMF_EVENT:
+                digit = _find_digit(value)
+                event = Dtmf(digit) if digit is not None else UnknownMessage(kind=name, raw=value)
+            elif name == _NOTIFY_EVENT:
+                mark = _mark_name(value.get("payload"))
+                event = MarkEchoed(mark) if mark else UnknownMessage(kind=name, raw=value)
+            else:  # websocket:cleared (an acknowledgement) and anything else
+                event = UnknownMessage(kind=name, raw=value)
+        after = self._next_state(_EVENT, local=False)
+        if self._state is _S.STOPPED and not isinstance(event, UnknownMessage):
+            event = UnknownMessage(kind="after stop", raw=text)
+        self._commit(after)
+        return event
+
+    def _receive_as_provider(self, message: WireMessage) -> list[Event]:
+        if is_binary(message):
+            assert not isinstance(message, str)
+            data = bytes(message)
+            after = self._next_state(_PLAY, local=False)
+            if not data:
+                return []
+            frame = self.frame_bytes
+            if len(data) % 2 or len(data) % frame:
+                raise RemoteProtocolError(
+                    f"vonage: an audio message of {len(data)} bytes is not a whole number of {FRAME_MS} ms frames "
+                    f"at {self._rate} Hz ({frame} bytes each); Vonage plays 20 ms frames (check the engine's chunk_ms "
+                    "and the codec's rate)",
+                    CloseCode.INVALID_PAYLOAD,
+                )
+            self._commit(after)
+            return [PlayAudio(pcm=data, sample_rate=self._rate)]
+        assert isinstance(message, str)
+        msg = loads_object(message.lstrip("\ufeff"), what="vonage command")
+        action = msg.get("action")
+        if not isinstance(action, str) or not action:
+            raise RemoteProtocolError('vonage: command has no "action" string', CloseCode.INVALID_PAYLOAD)
+        result: list[Event]
+        if action == "clear":
+            after = self._next_state(_CLEAR, local=False)
+            result = [Clear()]
+        elif action == "notify":
+            after = self._next_state(_NOTIFY, local=False)
+            payload = msg.get("payload")
+            if not isinstance(payload, dict):
+                raise RemoteProtocolError('vonage: notify needs a "payload" object', CloseCode.INVALID_PAYLOAD)
+            mark = _mark_name(payload)
+            result = [Mark(mark)] if mark else [UnknownMessage(kind="notify", raw=msg)]
+        else:
+            after = self._next_state(_UNKNOWN, local=False)
+            result = [UnknownMessage(kind=action, raw=msg)]
+        self._commit(after)
+        return result
+
+    # --- send -----------------------------------------------------------------------
+
+    def send(self, event: Event) -> Sequence[WireMessage]:
+        if self.role is Role.ENGINE:
+            return self._send_as_engine(event)
+        return self._send_as_provider(event)
+
+    def _send_as_engine(self, command: Event) -> list[WireMessage]:
+        if isinstance(command, Transfer):
+            raise UnsupportedCommand(
+                "vonage: transfer is not a WebSocket message; transfer the call with the Voice API "
+                "(PUT /v1/calls/{uuid} with an NCCO)"
+            )
+        kinds = {PlayAudio: _PLAY, Mark: _NOTIFY, Clear: _CLEAR, Hangup: _HANGUP}
+        kind = kinds.get(type(command))
+        if kind is None:
+            raise LocalProtocolError(f"vonage: the engine cannot send {type(command).__name__}")
+        after = self._next_state(kind, local=True)
+        out: list[WireMessage]
+        if isinstance(command, PlayAudio):
+            if command.sample_rate != self._rate:
+                raise LocalProtocolError(f"vonage: this call plays {self._rate} Hz audio, got {command.sample_rate} Hz (resample first)")
+            out = self.frames(command.pcm)
+        elif isinstance(command, Mark):
+            out = [dumps({"action": "notify", "payload": {"name": command.name}})]
+        elif isinstance(command, Clear):
+            out = [dumps({"action": "clear"})]
+        else:
+            out = []  # hanging up is closing the socket
+        self._commit(after)
+        return out
+
+    def frames(self, pcm: bytes) -> list[WireMessage]:
+        """``pcm`` as whole 20 ms frames at the call's rate, the last padded with silence."""
+        frame = self.frame_bytes
+        chunks = [bytes(pcm[at : at + frame]) for at in range(0, len(pcm), frame)]
+        if chunks and len(chunks[-1]) < frame:
+            chunks[-1] += bytes(frame - len(chunks[-1]))
+        return list[WireMessage](chunks)
+
+    def _send_as_provider(self, event: Event) -> list[WireMessage]:
+        if isinstance(event, UnknownMessage):
+            return [_raw_message(event)]  # the simulator injects what it likes
+        if isinstance(event, Connected):
+            raise UnsupportedCommand("vonage has no separate connected message: the first message (CallStarted) is the hello")
+        kinds = {CallStarted: _METADATA, CallerAudio: _AUDIO, Dtmf: _EVENT, MarkEchoed: _EVENT, CallStopped: _STOP}
+        kind = kinds.get(type(event))
+        if kind is None:
+            raise LocalProtocolError(f"vonage: the provider cannot send {type(event).__name__}")
+        after = self._next_state(kind, local=True)
+        out: list[WireMessage]
+        if isinstance(event, CallStarted):
+            out = [self._encode_first(event)]
+            self._rate = event.sample_rate
+            self.call_id = event.call_id
+            self._carry = b""
+        elif isinstance(event, CallerAudio):
+            if event.sample_rate != self._rate:
+                raise LocalProtocolError(f"vonage: this call announced {self._rate} Hz, got {event.sample_rate} Hz caller audio")
+            data = self._carry + event.pcm
+            frame = self.frame_bytes
+            whole = len(data) - len(data) % frame
+            self._carry = data[whole:]
+            out = [data[at : at + frame] for at in range(0, whole, frame)]
+        elif isinstance(event, Dtmf):
+            out = [self._encode_dtmf(event.digit)] if event.digit in _VONAGE_DIGITS else []
+        elif isinstance(event, MarkEchoed):
+            out = [dumps({"event": _NOTIFY_EVENT, "payload": {"name": event.name}})]
+        else:
+            assert isinstance(event, CallStopped)
+            out = []  # Vonage ends the leg by closing the socket
+            self._carry = b""
+        self._commit(after)
+        return out
+
+    def _encode_first(self, event: CallStarted) -> str:
+        frame: dict[str, Any] = {}
+        if self.connected_event:
+            frame["event"] = _HELLO
+        frame[_CONTENT_TYPE] = f"{_MEDIA_TYPE};rate={event.sample_rate}"
+        for key, value in {**self.headers, **event.custom}.items():
+            if key not in ("event", _CONTENT_TYPE):  # the codec's own fields are not headers
+                frame[key] = value
+        if event.call_id and self.uuid_header:
+            frame[self.uuid_header] = event.call_id
+        if event.caller:
+            frame["from"] = event.caller
+        if event.called:
+            frame["to"] = event.called
+        if event.direction:
+            frame["direction"] = event.direction
+        return dumps(frame)
+
+    def _encode_dtmf(self, digit: str) -> str:
+        if self.dtmf_shape == "nested":
+            return dumps({"event": _DTMF_EVENT, "dtmf": {"digit": digit, "duration": self.dtmf_duration_ms}})
+        return dumps({"event": _DTMF_EVENT, "digit": digit, "duration": self.dtmf_duration_ms})
