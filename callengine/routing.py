@@ -37,13 +37,7 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> "tuple[str | Non
     segments = [s for s in (parsed.path or "/").split("/") if s]
     token = config.token
     if token is not None:
-        query = urllib.parse.parse_qs(parsed.query)
-        offered = header(request, "x-callengine-token")
-        auth = header(request, "authorization")
-        if offered is None and auth and auth.lower().startswith("bearer "):
-            offered = auth[7:].strip()
-        if offered is None and "token" in query:
-            offered = query["token"][0]
+        offered = offered_token(request.path, request.headers)
         token_segment = None
         if offered is None:
             for seg in segments:
@@ -70,6 +64,20 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> "tuple[str | Non
     raise Rejection(404, "unknown path: use /awaaz or /knowlarity")
 
 
+def offered_token(target: str, headers: "list[tuple[bytes, bytes]]") -> str | None:
+    """The token a request offers outside its path: ``X-Callengine-Token``, then
+    ``Authorization: Bearer``, then the ``token`` query parameter."""
+    offered = _header(headers, "x-callengine-token")
+    auth = _header(headers, "authorization")
+    if offered is None and auth and auth.lower().startswith("bearer "):
+        offered = auth[7:].strip()
+    if offered is None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+        if "token" in query:
+            offered = query["token"][0]
+    return offered
+
+
 def routed(routes: "tuple[Route, ...]", segments: list[str]) -> "Route | None":
     """The route of the longest prefix the path's segments start with."""
     best: tuple[int, Route] | None = None
@@ -89,8 +97,12 @@ def shown_path(config: "ServerConfig", target: str, *, token_unknown: bool = Fal
 
 
 def header(request: "UpgradeRequest", name: str) -> str | None:
+    return _header(request.headers, name)
+
+
+def _header(headers: "list[tuple[bytes, bytes]]", name: str) -> str | None:
     want = name.lower().encode()
-    for key, value in request.headers:
+    for key, value in headers:
         if key.lower() == want:
             return value.decode("latin-1")
     return None

@@ -29,6 +29,7 @@ finish ``serve()`` while its task lingers, so the CLI then ends the process.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import ssl
@@ -41,16 +42,18 @@ from . import __version__
 from .call.config import CALL_SETTINGS, CallConfig
 from .call.session import Agent, CallSession
 from .call.transport import Transport, TransportClosed, aclose_quietly
-from .call.websocket import HandshakeFailed, UpgradeRequest, read_upgrade_request
+from .call.handshake import PlainRequest, read_request
+from .call.websocket import HandshakeFailed, UpgradeRequest
 from .errors import CloseCode
 from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, default_max_pending_handshakes
 from .loopwatch import run_loop_watchdog
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics, run_loop_lag_probe
 from .protocols.base import Role
 from .events import FrozenDict
 from .protocols.registry import CODECS, create_codec, detect_provider
 from .redact import redact_headers, redact_text
 from .registry import SessionRegistry, StuckAgent
-from .routing import Rejection, route, shown_path
+from .routing import Rejection, offered_token, route, shown_path
 
 __all__ = ["ServerConfig", "CallServer", "StuckAgent", "serve", "KNOWLARITY_SUBPROTOCOL"]
 
@@ -60,6 +63,8 @@ summary_log = logging.getLogger("callengine.calls")
 listen_log = logging.getLogger("callengine.listening")
 
 KNOWLARITY_SUBPROTOCOL = "audio.drachtio.org"
+#: plain HTTP paths answered on the call port (health checks and the metrics scrape)
+PLAIN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @attrs.frozen
@@ -232,6 +237,7 @@ class CallServer:
         self._idle = trio.Event()
         self._idle.set()
         self._sessions = SessionRegistry(max(c.cleanup_grace_s for c in self.config.call_configs()))
+        self.metrics = ServerMetrics(self)
         self._gate = HandshakeGate(self.config.max_pending_handshakes)
         self._busy_log = RateLimitedLog(log)
         self._accept_scope: trio.CancelScope | None = None
@@ -278,6 +284,7 @@ class CallServer:
             async with trio.open_nursery() as outer:
                 if cfg.loop_watchdog_s:
                     outer.start_soon(run_loop_watchdog, cfg.loop_watchdog_s, self.counters)
+                outer.start_soon(run_loop_lag_probe, self.metrics)
                 try:
                     async with trio.open_nursery() as calls:
                         self._calls_scope = calls.cancel_scope
@@ -295,7 +302,7 @@ class CallServer:
                         if self._sessions:
                             log.warning("%d call task(s) still running after the drain: serve() returns when they exit", len(self._sessions))
                 finally:
-                    outer.cancel_scope.cancel()  # the loop watchdog
+                    outer.cancel_scope.cancel()  # the loop watchdog and the lag probe
         finally:
             self.accepting = False
             with trio.CancelScope(shield=True):
@@ -398,7 +405,7 @@ class CallServer:
         try:
             with entry.scope:
                 with trio.fail_after(cfg.handshake_timeout_s):
-                    request = await read_upgrade_request(stream)
+                    request = await read_request(stream, PLAIN_PATHS)
         except (trio.TooSlowError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.counters["handshake_failures"] += 1
             why = "timed out" if isinstance(exc, trio.TooSlowError) else redact_text(str(exc), cfg.token)
@@ -408,6 +415,10 @@ class CallServer:
             self._gate.leave(entry)
         if request is None:  # dropped for a newer connection (the pending-handshake cap)
             await self._refuse_busy(stream, tls=self._ssl_context is not None)
+            return
+        if isinstance(request, PlainRequest):
+            with trio.move_on_after(cfg.handshake_timeout_s):
+                await self._answer_plain(request)
             return
         try:
             provider, via, path = self._route(request)
@@ -453,6 +464,36 @@ class CallServer:
         provider, via = route(self.config, request)
         return provider, via, shown_path(self.config, request.path)
 
+    def ready(self) -> bool:
+        """Accepting calls, and below the call limit (what ``/readyz`` says)."""
+        return self.accepting and self.active_calls < self.config.max_calls
+
+    def sessions(self):
+        """The calls whose task still runs (ended ones until their agent has exited)."""
+        return iter(self._sessions)
+
+    async def _answer_plain(self, request: PlainRequest) -> None:
+        """``/healthz``: the process is up. ``/readyz``: 503 once a drain starts or the call
+        limit is reached, so a load balancer sends new calls elsewhere. ``/metrics``: the
+        Prometheus text format (with a token configured, it must be offered as for calls)."""
+        try:
+            if request.path == "/healthz":
+                await request.respond(200, b"ok\n")
+            elif request.path == "/readyz":
+                if self.ready():
+                    await request.respond(200, b"ready\n")
+                else:
+                    why = b"draining\n" if not self.accepting else b"call limit reached\n"
+                    await request.respond(503, why)
+            else:
+                token = self.config.token
+                if token is not None and not hmac.compare_digest((offered_token(request.target, request.headers) or "").encode(), token.encode()):
+                    await request.respond(401, b"token required\n")
+                    return
+                await request.respond(200, self.metrics.render(), METRICS_CONTENT_TYPE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
     async def _reject(self, request: UpgradeRequest, rej: Rejection, remote: str) -> None:
         self.counters["rejected"] += 1
         key = str(rej.status)
@@ -488,8 +529,14 @@ class CallServer:
                 return
             pending.append(first)
         self.counters["calls"] += 1
+        self.metrics.call_started(provider)
         codec = create_codec(provider, Role.ENGINE, **cfg.options_for(provider, via))
-        session = CallSession(transport, self.agent, codec, cfg.call_for(provider, via), provider=provider, pending_messages=pending)
+        called = provider
+
+        def bargein(seconds: float) -> None:
+            self.metrics.bargein(called, seconds)
+
+        session = CallSession(transport, self.agent, codec, cfg.call_for(provider, via), provider=provider, pending_messages=pending, on_bargein_latency=bargein)
         self._sessions.add(session)
         recorded = False
 
@@ -502,6 +549,7 @@ class CallServer:
             report = session.report
             self.counters["calls_ended"] += 1
             if report is not None:
+                self.metrics.call_ended(session, report)
                 self.end_causes[report.end_cause] = self.end_causes.get(report.end_cause, 0) + 1
                 self.reports.append(report)
                 del self.reports[:-1000]

@@ -44,7 +44,7 @@ class Analyzer:
         counters: Counters,
         bot_audible: Callable[[], bool],
         barge_in_enabled: Callable[[], bool],
-        onsets: trio.MemorySendChannel[float],
+        onsets: "trio.MemorySendChannel[tuple[float, float]]",
     ) -> None:
         self.segmenter = segmenter
         self.dtmf = dtmf
@@ -84,8 +84,10 @@ class Analyzer:
         ):
             self._barged_this_segment = True
             counters.barge_ins += 1
+            # when the onset was on the clock: this audio ends now, the onset is that far back
+            onset_at = trio.current_time() - (segmenter.position / self.wire_rate - onset.at_seconds)
             try:
-                self._onsets.send_nowait(onset.at_seconds)
+                self._onsets.send_nowait((onset.at_seconds, onset_at))
             except trio.WouldBlock:
                 pass  # a barge-in is being handled: this one is the same interruption
 
@@ -96,13 +98,16 @@ class Analyzer:
 
 
 async def run_bargein(
-    onsets: trio.MemoryReceiveChannel[float],
+    onsets: "trio.MemoryReceiveChannel[tuple[float, float]]",
     request_clear: Callable[[str], Awaitable[list[PlaybackResult]]],
     inbox: Inbox[Event],
     label: str,
+    on_latency: Callable[[float], None] = lambda seconds: None,
 ) -> None:
-    """The barge-in task: for each onset, clear and tell the agent what was cut."""
-    async for onset_s in onsets:
+    """The barge-in task: for each onset, clear and tell the agent what was cut.
+    ``on_latency(seconds)``: from the speech onset to the clear sent, for metrics."""
+    async for onset_s, onset_at in onsets:
         interrupted = await request_clear("barge-in")
+        on_latency(trio.current_time() - onset_at)
         log.info("call %s: barge-in at %.3f s, %d playback(s) cut", label, onset_s, len(interrupted))
         inbox.put_event_nowait(BargeIn(onset_s, tuple(interrupted)))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Sequence
+from typing import Callable, Sequence
 
 import attrs
 import trio
@@ -68,8 +68,11 @@ class CallSession:
         *,
         provider: str | None = None,
         pending_messages: Sequence[WireMessage] | None = None,
+        on_bargein_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.transport = transport
+        # speech onset to clear sent, per barge-in (the server's metrics)
+        self._on_bargein_latency = on_bargein_latency or (lambda seconds: None)
         self.agent = agent
         self.codec = codec
         self.config = cfg = config or CallConfig()
@@ -98,7 +101,7 @@ class CallSession:
         self._port: AgentPort | None = None
         self._writer: Writer | None = None
         self._analyzer: Analyzer | None = None
-        self._onsets_send: trio.MemorySendChannel[float] | None = None
+        self._onsets_send: trio.MemorySendChannel[tuple[float, float]] | None = None
         self._runner: AgentRunner | None = None
         self._agent_started = False
         self._reader: Reader | None = None
@@ -243,7 +246,7 @@ class CallSession:
         label = self.label
         current_call.set(label)  # the call's tasks inherit it: their log records name the call
         detector = await self._make_vad(wire_rate)
-        onsets_send, onsets_recv = trio.open_memory_channel[float](1)
+        onsets_send, onsets_recv = trio.open_memory_channel[tuple[float, float]](1)
         self._onsets_send = onsets_send
         self._onsets_recv = onsets_recv
         inband = cfg.inband_dtmf if cfg.inband_dtmf is not None else not self.caps.dtmf_events
@@ -329,7 +332,7 @@ class CallSession:
                     async with trio.open_nursery() as io:
                         io.start_soon(reader.run, name=f"reader {self.label}")
                         io.start_soon(writer.run, name=f"writer {self.label}")
-                        io.start_soon(run_bargein, self._onsets_recv, writer.request_clear, self.inbox, self.label, name=f"barge-in {self.label}")
+                        io.start_soon(run_bargein, self._onsets_recv, writer.request_clear, self.inbox, self.label, self._on_bargein_latency, name=f"barge-in {self.label}")
                         if writer.watches_liveness:
                             io.start_soon(writer.keepalive, name=f"keepalive {self.label}")
                 if self.state.end_cause is None:  # every task returned without ending the call: a bug
