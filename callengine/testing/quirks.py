@@ -30,7 +30,7 @@ from ..events import DTMF_DIGITS, CallerAudio, CallStarted, CallStopped, Dtmf, E
 from ..protocols.base import Codec, WireMessage
 from ..protocols.registry import get_codec
 
-__all__ = ["AWAAZ_QUIRKS", "MOD_AUDIO_FORK_QUIRKS", "quirks_for", "parse_quirks", "with_quirks", "add_quirk_argument"]
+__all__ = ["AWAAZ_QUIRKS", "MOD_AUDIO_FORK_QUIRKS", "quirks_for", "parse_quirks", "check_quirks", "with_quirks", "add_quirk_argument"]
 
 #: Quirks of the JSON-event family (Awaaz), each as seen in Awaaz-side code (connector.py
 #: tolerates them all; protocols.md section 12).
