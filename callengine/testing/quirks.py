@@ -119,7 +119,10 @@ class _QuirkyCodec(Codec):
             setattr(inner, "mark_shape", "string")
 
     def __getattr__(self, name: str) -> Any:
-        # everything else (stream_sid, call_id, state...) is the wrapped codec's
+        # everything else (stream_sid, call_id, state...) is the wrapped codec's; "inner"
+        # itself is never looked up there (copy and pickle ask before __init__ ran)
+        if name == "inner":
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property

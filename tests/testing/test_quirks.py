@@ -198,3 +198,17 @@ async def test_a_simulator_instance_takes_quirks_from_its_codec_options():
     sim = SimulatedProvider(a, "awaaz", codec_options={"quirks": "bom", "mark_shape": "string"})
     assert sim.codec.name == "awaaz" and getattr(sim.codec, "quirks") == {"bom"}
     assert getattr(sim.codec, "mark_shape") == "string"
+
+
+def test_the_dial_option_parses_into_quirks():
+    import argparse
+
+    from callengine.testing.quirks import add_quirk_argument, check_quirks
+
+    parser = argparse.ArgumentParser()
+    add_quirk_argument(parser)
+    args = parser.parse_args(["--quirk", "bom,binary-json", "--quirk", "second-start"])
+    assert check_quirks("awaaz", args.quirk) == {"bom", "binary-json", "second-start"}
+    assert check_quirks("knowlarity", parser.parse_args([]).quirk) == frozenset()
+    with pytest.raises(ValueError, match="knowlarity has no quirk binary-json, second-start; it can play: binary-before-metadata, bom,"):
+        check_quirks("knowlarity", args.quirk)
