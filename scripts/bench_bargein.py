@@ -85,14 +85,17 @@ from callengine.events import PlayAudio  # noqa: E402
 from benchlib import busy_cores, callengine_command, cpu_seconds, machine_busy, machine_info, pct, rss_mib, source_info, wait_quiet  # noqa: E402
 from callengine.testing.dial import open_dialed_call  # noqa: E402
 from callengine.testing.provider import default_start  # noqa: E402
+from callengine.protocols.registry import CODECS  # noqa: E402
 
 SPEECH_FILE = ROOT / "tests" / "data" / "vm-tmpexists.wav"
 CLIP_S = 0.7  # the first 0.7 s of the file: 0.19 s of silence, then 0.5 s of speech
 TRUTH_FRAME_MS = 10
 TRUTH_DBFS = -45.0
 MIN_SPEECH_MS = 200.0  # the engine's default (CallConfig.min_speech_ms); passed to serve
-LEAD_MS = {"awaaz": 100.0, "knowlarity": 400.0}  # provider defaults (Capabilities.lead_ms; Knowlarity: 2 clips)
-RATES = {"awaaz": 8000, "knowlarity": 16000}
+# every provider in the codec registry, with its defaults (Capabilities.lead_ms: Knowlarity's
+# is 2 clips; inbound_rate: the wire rate the measured call streams at)
+LEAD_MS = {name: float(codec.capabilities.lead_ms) for name, codec in CODECS.items()}
+RATES = {name: codec.capabilities.inbound_rate for name, codec in CODECS.items()}
 OFFSET_S = (0.2, 1.5)  # into the prompt (4.85 s of speech and pauses)
 CLEAR_TIMEOUT_S = 3.0
 FRAME_S = 0.02
@@ -448,7 +451,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=30, help="trials per provider and load level (default 30)")
     p.add_argument("--load-calls", default="20,50", help="background calls on the engine for the loaded runs, comma-separated (default 20,50; 0 skips)")
-    p.add_argument("--providers", default="awaaz,knowlarity")
+    p.add_argument("--providers", default="awaaz,knowlarity", help=f"comma-separated, any of {', '.join(CODECS)} (default awaaz,knowlarity)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--phase-limit", type=float, default=110.0, help="seconds at most per measured call")
     p.add_argument("--time-budget", type=float, default=570.0, help="seconds for the whole run (default 570): measurements are cut short to fit")
@@ -463,7 +466,10 @@ def main(argv=None) -> int:
         return 0
 
     t_begin = time.monotonic()
-    providers = [x for x in args.providers.split(",") if x]
+    providers = [x.strip().lower() for x in args.providers.split(",") if x.strip()]
+    unknown = [x for x in providers if x not in CODECS]
+    if unknown:
+        p.error(f"unknown provider {', '.join(unknown)}: use any of {', '.join(CODECS)}")
     print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
     print(machine_info())
     print(source_info())

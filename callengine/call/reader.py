@@ -72,6 +72,7 @@ class Reader:
         *,
         label: str,
         pending: Sequence[WireMessage],
+        pending_events: Sequence[Event] = (),
         idle_timeout_s: float | None,
         inbox: Inbox[Event],
         port: AgentPort,
@@ -86,6 +87,7 @@ class Reader:
         self._codec = codec
         self._label = label
         self._pending = deque(pending)
+        self._pending_events = list(pending_events)
         self._idle = idle_timeout_s
         self._inbox = inbox
         self._port = port  # read for .listening: whether the agent may still read audio
@@ -103,6 +105,8 @@ class Reader:
         route = self._route_all
         idle = self._idle
         try:
+            route(self._pending_events)  # decoded before the reader ran (with the start)
+            self._pending_events = []
             while self._pending:
                 route(receive(self._pending.popleft()))
             if idle is None:

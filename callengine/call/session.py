@@ -82,6 +82,7 @@ class CallSession:
         self.chunk_s = pacing.chunk_s
         self.lead_s = pacing.lead_s
         self._pending: deque[WireMessage] = deque(pending_messages or ())
+        self._after_start: list[Event] = []  # events decoded with the start, for the reader
         self._io_scope = trio.CancelScope()
         self._agent_done = trio.Event()
         self.state = CallState(self._io_scope.cancel)
@@ -208,8 +209,12 @@ class CallSession:
             try:
                 while True:
                     msg = self._pending.popleft() if self._pending else await self.transport.get_message()
-                    for ev in codec.receive(msg):
+                    events = codec.receive(msg)
+                    for i, ev in enumerate(events):
                         if isinstance(ev, CallStarted):
+                            # what came in the same frame after the start (texts joined in
+                            # one frame by mod_audio_fork: a key pressed at once) is the call's
+                            self._after_start = list(events[i + 1 :])
                             return ev
                         if isinstance(ev, UnknownMessage):
                             log_unknown(self.counters, self.label, ev, "before start")
@@ -290,6 +295,7 @@ class CallSession:
             self.codec,
             label=label,
             pending=list(self._pending),
+            pending_events=self._after_start,
             idle_timeout_s=cfg.idle_timeout_s,
             inbox=self.inbox,
             port=port,

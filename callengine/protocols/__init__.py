@@ -6,7 +6,8 @@ in either role: ``Role.ENGINE`` (the server) or ``Role.PROVIDER`` (the simulator
 
 from .awaaz import AwaazCodec
 from .base import Capabilities, Codec, Role, WireMessage
-from .knowlarity import KnowlarityCodec, LegacyAwaazCodec, parse_metadata
+from .awaaz_legacy import LegacyAwaazCodec
+from .knowlarity import KnowlarityCodec, parse_metadata
 from .registry import CODECS, create_codec, detect_provider, get_codec, provider_from_path
 
 __all__ = [

@@ -171,6 +171,8 @@ class AwaazCodec(CallStateMachine, Codec):
         # unknown. 100 ms (five chunks) absorbs scheduling jitter while staying close to
         # that known-good behaviour, and bounds what leaks past a clear that fails.
         lead_ms=100,
+        # Awaaz's own serializer maps only these; it drops A-D (pipecat-awaazai serializer.py)
+        dtmf_keys=frozenset("0123456789*#"),
     )
 
     def __init__(

@@ -46,6 +46,9 @@ class Capabilities:
     change the inbound one; see ``Codec.inbound_rate``).
     ``chunk_ms``: default duration of one outbound audio message.
     ``lead_ms``: default bound on audio sent ahead of the provider's playout clock.
+    ``dtmf_keys``: the keys the provider's DTMF events can carry (empty where it has no
+    events). Awaaz's serializer carries only 0-9, * and #: a caller pressing A-D reaches
+    nobody. Where keys are in-band tones every key of the keypad can be heard.
     """
 
     clear: bool
@@ -57,6 +60,7 @@ class Capabilities:
     outbound_rate: int
     chunk_ms: int
     lead_ms: int
+    dtmf_keys: frozenset[str] = frozenset()
 
 
 class Codec:

@@ -103,7 +103,6 @@ from .base import Capabilities, Codec, Role, WireMessage
 
 __all__ = [
     "KnowlarityCodec",
-    "LegacyAwaazCodec",
     "parse_metadata",
     "MOD_AUDIO_FORK_MAX_MESSAGE",
     "MAX_CLIP_PCM_BYTES",
@@ -120,8 +119,10 @@ _PLAY_ENVELOPE = len('{"type":"playAudio","data":{"audioContentType":"wave","aud
 #: The most PCM one playAudio message may carry: its base64 WAV still fits the budget.
 MAX_CLIP_PCM_BYTES = ((_FRAME_BUDGET - _PLAY_ENVELOPE) // 4 * 3 - 44) // 2 * 2
 
-#: First-message layouts the PROVIDER role can send.
-LAYOUTS = ("verloop", "callid")
+#: First-message layouts the PROVIDER role can send: Verloop's, the callid one seen in three
+#: Knowlarity integrations, and mod_audio_fork's own example ({"callId","from","to"}, in
+#: drachtio's and Awaaz's freeswitch_modules examples/audio_fork.js; legacy Awaaz's default).
+LAYOUTS = ("verloop", "callid", "fork")
 
 _ID_KEYS = ("uuid", "callid", "call_id", "callId", "call_uuid", "callUuid", "CallUUID", "call_sid", "callSid")
 _CALLER_KEYS = ("from", "customer_number", "caller", "caller_number", "caller_id", "From", "cli")
@@ -388,7 +389,9 @@ class KnowlarityCodec(CallStateMachine, Codec):
     close); False ignores empty frames.
     ``layout``: PROVIDER only: the first-frame layout to send, ``"verloop"`` (uuid,
     sample_rate, from, to, campaign, metadata) or ``"callid"`` (callid, virtual_number,
-    customer_number, ivr_data as a JSON string, client_meta_id, event_timestamp).
+    customer_number, ivr_data as a JSON string, client_meta_id, event_timestamp) or
+    ``"fork"`` (callId, from, to and the custom parameters; no rate unless it differs from
+    the codec's default, since mod_audio_fork takes the rate as an argument, not metadata).
     """
 
     name = "knowlarity"
@@ -697,6 +700,10 @@ class KnowlarityCodec(CallStateMachine, Codec):
                 "campaign": campaign,
                 "metadata": metadata,
             }
+        elif self.layout == "fork":
+            frame = {"callId": event.call_id, "from": event.caller, "to": event.called, **custom}
+            if event.sample_rate != self.default_rate:
+                frame["sample_rate"] = event.sample_rate
         else:
             client_meta_id = custom.pop("client_meta_id", "")
             event_timestamp = custom.pop("event_timestamp", "")
@@ -798,13 +805,3 @@ def _split_json_texts(text: str) -> list[str]:
         return [text]
     return parts
 
-
-class LegacyAwaazCodec(KnowlarityCodec):
-    """Awaaz's older mod_audio_fork-style stream (its published sample client): a text
-    metadata frame, then binary PCM16 at 8 kHz, answered with ``playAudio`` WAV clips. The
-    same protocol as Knowlarity with Awaaz's rate: 8 kHz unless the metadata says otherwise.
-    Route it by path (``/awaaz-legacy``) or ``--route``: its first message cannot be told
-    from Knowlarity's."""
-
-    name = "awaaz-legacy"
-    capabilities = attrs.evolve(KnowlarityCodec.capabilities, inbound_rate=8000, outbound_rate=8000)

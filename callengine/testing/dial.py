@@ -24,6 +24,7 @@ from ..events import CallStarted
 from ..redact import redact_path
 from ..protocols.registry import get_codec
 from .provider import SimulatedProvider, default_start
+from .quirks import check_quirks
 
 __all__ = ["open_dialed_call", "DialError", "simulate_call", "parse_dtmf", "build_start", "close_problem"]
 
@@ -200,14 +201,18 @@ async def simulate_call(
     out=sys.stdout,
     extra_headers=None,
     start: CallStarted | None = None,
+    quirks: str | Sequence[str] | frozenset[str] = (),
 ) -> dict:
     """Dial ``url``, speak ``audio`` at ``speak_at`` s, press keys, hang up after ``seconds``
     unless the engine ends the call first; print the timeline; return a summary.
-    ``start``: the start message (default :func:`default_start`)."""
+    ``start``: the start message (default :func:`default_start`). ``quirks``: odd messages
+    the simulated provider sends (:mod:`callengine.testing.quirks`; ValueError for a name
+    the provider has not)."""
     from ..audio.wav import build_wav
 
     t_start = time.monotonic()
-    async with open_dialed_call(url, provider, extra_headers=extra_headers, start=start) as sim:
+    options = {"quirks": check_quirks(provider, quirks)} if quirks else {}
+    async with open_dialed_call(url, provider, extra_headers=extra_headers, start=start, codec_options=options) as sim:
         async with trio.open_nursery() as nursery:
 
             async def script() -> None:
@@ -240,6 +245,8 @@ async def simulate_call(
         "close_code": sim.closed_code,
         "close_reason": closes[-1].partition("reason=")[2] if closes else "",
         "protocol_errors": sim.protocol_errors,
+        "quirks": sorted(getattr(sim.codec, "quirks", ())),
+        "dtmf_dropped": [key for _, key in sim.dtmf_dropped],
     }
     print(f"--- {provider} call timeline ({_shown(url)})", file=out)
     print(sim.format_timeline(), file=out)

@@ -68,7 +68,9 @@ async def open_simulated_call(
 
     ``codec_options`` go to the engine's codec, ``provider_codec_options`` to the simulated
     provider's (how that provider behaves, e.g. ``{"wav_wrap": False}``: an Awaaz account that
-    plays raw PCM), and the other keyword arguments to :class:`SimulatedProvider`.
+    plays raw PCM; ``{"quirks": {...}}`` makes it send odd messages real providers send, see
+    :mod:`callengine.testing.quirks`), and the other keyword arguments to
+    :class:`SimulatedProvider`.
 
     On leaving the block the call runs to its end when ``wait`` is true (the default);
     otherwise the simulated provider drops the connection and the call is torn down.

@@ -73,7 +73,7 @@ from ..call.transport import aclose_quietly
 from ..errors import ProtocolError
 from ..events import CallerAudio, CallStarted, CallStopped, Clear, Hangup, Mark, MarkEchoed, PlayAudio, Transfer
 from ..protocols.base import Role
-from ..protocols.registry import create_codec
+from ..protocols.registry import CODECS, create_codec, get_codec
 
 __all__ = ["LoadConfig", "LoadResult", "Stats", "run_load", "add_load_parser", "MAX_CALLS", "MAX_SECONDS", "LoadError"]
 
@@ -94,7 +94,8 @@ class LoadError(Exception):
 
 @attrs.frozen
 class LoadConfig:
-    """One load run. ``url``: ws://127.0.0.1:PORT/awaaz (or /knowlarity); loopback only.
+    """One load run. ``url``: ws://127.0.0.1:PORT/awaaz (or another provider's path); loopback only.
+    ``provider``: any provider in the codec registry.
 
     ``calls``: concurrent calls. ``seconds``: the run's length, ramp included (calls stop
     streaming then). ``ramp``: spread call starts evenly over this many seconds.
@@ -124,8 +125,8 @@ class LoadConfig:
     quiet_gc: bool = True
 
     def __attrs_post_init__(self) -> None:
-        if self.provider not in ("awaaz", "knowlarity"):
-            raise LoadError(f"unknown provider {self.provider!r}: use awaaz or knowlarity")
+        if self.provider not in CODECS:
+            raise LoadError(f"unknown provider {self.provider!r}: use one of {', '.join(CODECS)}")
         if not 1 <= self.calls <= MAX_CALLS:
             raise LoadError(f"--calls must be in [1, {MAX_CALLS}], got {self.calls}")
         if not 0 < self.seconds <= MAX_SECONDS:
@@ -142,7 +143,12 @@ class LoadConfig:
 
     @property
     def rate(self) -> int:
-        return self.sample_rate or (8000 if self.provider == "awaaz" else 16000)
+        return self.sample_rate or get_codec(self.provider).capabilities.inbound_rate
+
+    @property
+    def mod_audio_fork(self) -> bool:
+        """Knowlarity's family (legacy Awaaz too): the sub-protocol, and hang-up by closing."""
+        return get_codec(self.provider).family == "mod_audio_fork"
 
     @property
     def warmup_s(self) -> float:
@@ -408,7 +414,7 @@ class LoadGenerator:
 
         cfg = self.config
         await trio.sleep_until(start_at)
-        subprotocols = [KNOWLARITY_SUBPROTOCOL] if cfg.provider == "knowlarity" else None
+        subprotocols = [KNOWLARITY_SUBPROTOCOL] if cfg.mod_audio_fork else None
         # We own the TCP stream and close it on every path: trio-websocket leaves the client's
         # socket open when the server closes first.
         try:
@@ -441,7 +447,7 @@ class LoadGenerator:
                         if not call.cut:
                             for msg in call.codec.send(CallStopped(reason="load generator done")):
                                 await ws.send_message(msg)
-                            if cfg.provider == "knowlarity":
+                            if cfg.mod_audio_fork:
                                 # mod_audio_fork hangs up by closing after its flush frame
                                 with trio.move_on_after(cfg.close_timeout):
                                     await ws.aclose()
@@ -729,7 +735,7 @@ def add_load_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("url", help="ws://127.0.0.1:PORT/awaaz or ws://127.0.0.1:PORT/knowlarity")
-    p.add_argument("--provider", choices=["awaaz", "knowlarity"], required=True)
+    p.add_argument("--provider", choices=list(CODECS), required=True)
     p.add_argument("--calls", type=int, default=10, help=f"concurrent calls (1..{MAX_CALLS}, default 10)")
     p.add_argument("--seconds", type=float, default=10.0, help=f"length of the run, ramp included (max {MAX_SECONDS:g}, default 10)")
     p.add_argument("--ramp", type=float, default=0.0, help="spread call starts over this many seconds (default 0)")

@@ -28,6 +28,7 @@ import trio
 from ..audio.dtmf import dtmf_tone
 from ..audio.resample import resample
 from ..events import (
+    DTMF_DIGITS,
     CallerAudio,
     CallStarted,
     CallStopped,
@@ -44,6 +45,7 @@ from ..errors import ProtocolError
 from ..protocols.base import Codec, Role
 from ..protocols.registry import create_codec, get_codec
 from ..call.transport import Transport, TransportClosed
+from .quirks import with_quirks
 
 __all__ = ["SimulatedProvider", "TimelineEntry", "HeardSegment", "default_start"]
 
@@ -91,13 +93,15 @@ def default_start(provider: str, call_id: str = "sim-call-1", sample_rate: int |
 class SimulatedProvider:
     """One simulated call, provider side.
 
-    ``provider``: codec name ("awaaz" or "knowlarity"), or a PROVIDER-role codec instance.
+    ``provider``: codec name (any in the codec registry), or a PROVIDER-role codec instance.
     ``echo_marks``: echo marks when reached (Awaaz); ``echo_marks_on_clear``: also echo the
     marks a clear dropped (as Twilio does; unknown for Awaaz). ``honour_clear``: whether clear
     / killAudio stop playback. ``new_audio_cuts``: each new audio message cuts what is
     playing instead of queueing behind it (a Knowlarity application that plays every
     ``playAudio`` as a file and interrupts the previous one). ``codec_options`` go to the
-    PROVIDER-role codec, e.g. ``{"wav_wrap": False}`` for an Awaaz account that plays raw PCM. ``close_after_hangup``: close the socket on a hang-up or
+    PROVIDER-role codec, e.g. ``{"wav_wrap": False}`` for an Awaaz account that plays raw PCM,
+    except ``quirks``: odd messages real providers send, played on request (names in
+    :mod:`callengine.testing.quirks`), e.g. ``{"quirks": {"bom", "binary-json"}}``. ``close_after_hangup``: close the socket on a hang-up or
     transfer message (Knowlarity), after ``close_delay`` seconds.
     """
 
@@ -117,10 +121,11 @@ class SimulatedProvider:
         codec_options: dict | None = None,
         new_audio_cuts: bool = False,
     ) -> None:
-        if isinstance(provider, str):
-            self.codec = create_codec(provider, Role.PROVIDER, **(codec_options or {}))
-        else:
-            self.codec = provider
+        options = dict(codec_options or {})
+        # "quirks" is the simulator's (odd messages it sends, see .quirks); the rest is the codec's
+        quirks = options.pop("quirks", None)
+        codec = create_codec(provider, Role.PROVIDER, **options) if isinstance(provider, str) else provider
+        self.codec = with_quirks(codec, quirks)
         self.name = self.codec.name
         self.transport = transport
         self.start_event = start or default_start(self.name)
@@ -153,6 +158,7 @@ class SimulatedProvider:
         self.control_messages: list[tuple[float, Any]] = []  # raw messages that carried no audio
         self.timeline: list[TimelineEntry] = []
         self.protocol_errors: list[str] = []
+        self.dtmf_dropped: list[tuple[float, str]] = []  # keys pressed that the provider cannot carry
         self.t0: float | None = None
         self.closed_code: int | None = None
         self.closed = trio.Event()
@@ -187,8 +193,22 @@ class SimulatedProvider:
         return self.frames_sent * self.frame_s + queued / self.rate
 
     async def press(self, digit: str, duration: float = 0.08) -> None:
-        """Press a key: a DTMF event where the provider has them, else an in-band tone."""
-        if self.codec.capabilities.dtmf_events:
+        """Press a key: a DTMF event where the provider has them, else an in-band tone.
+
+        A key the provider's events cannot carry (A-D on Awaaz: its serializer has only 0-9,
+        * and #) is dropped as the provider drops it: nothing is sent, the timeline notes
+        "dtmf dropped" and :attr:`dtmf_dropped` keeps it. Not an error: a caller can press
+        the key, and a test of the agent wants to see what that caller gets (nothing), the
+        same code running against every provider. A key no keypad has is a ValueError."""
+        if not isinstance(digit, str) or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
+            raise ValueError(f"not a DTMF key: {digit!r} (one of {DTMF_DIGITS})")
+        digit = digit.upper()
+        caps = self.codec.capabilities
+        if caps.dtmf_events:
+            if digit not in caps.dtmf_keys:
+                self.dtmf_dropped.append((self.now(), digit))
+                self._note("dtmf dropped", f"{digit}: {self.name} carries only {''.join(sorted(caps.dtmf_keys))}")
+                return
             await self._send(Dtmf(digit))
             self._note("dtmf", digit)
         else:

@@ -159,3 +159,65 @@ def test_legacy_awaaz_is_routed_by_its_path_and_defaults_to_8k():
     engine = LegacyAwaazCodec()
     [started] = engine.receive(json.dumps({"uuid": "u2", "sample_rate": 16000}))
     assert started.sample_rate == 16000 and engine.rate_source == "the first message"
+
+
+# --- detection: what real first frames look like, read as the codecs read them ------------
+
+FORK_EXAMPLE = {"callId": "9f1c@10.0.0.1", "to": "sip:+918000000002@awaaz", "from": "sip:+919800000001@pstn"}
+
+
+@pytest.mark.parametrize(
+    "message, provider, why",
+    [
+        ("\ufeff" + '{"event":"connected"}', "awaaz", "'connected' event"),
+        ('{"event":"connected"}'.encode(), "awaaz", "in a binary frame"),
+        ("\ufeff" + '{"event":"start","start":{}}', "awaaz", "'start' event"),
+        ('{"event":"connected"}{"event":"start","start":{}}', "awaaz", "first of 2 JSON texts"),
+        (json.dumps({"event": "media", "media": {"payload": ""}}), "awaaz", "'media' event"),
+        ("\ufeff" + json.dumps(VERLOOP), "knowlarity", "campaign, the websocket:connected hello"),
+        (json.dumps(CALLID) + '{"event":"dtmf","dtmf":"5"}', "knowlarity", "first of 2 JSON texts"),
+        (json.dumps(FORK_EXAMPLE), "awaaz-legacy", "awaaz-legacy's 8000 Hz default"),
+        (json.dumps({**FORK_EXAMPLE, "sample_rate": 16000}), "awaaz-legacy", "the rate is in the message"),
+        (json.dumps({"uuid": "u", "from": "1", "to": "2"}), "knowlarity", "ambiguous"),
+        (json.dumps({"callid": "c", "from": "1", "to": "2"}), "knowlarity", "Knowlarity's 16000 Hz default"),
+        ('{"sample_rate": 8000}', "knowlarity", "the rate is in the message"),
+        (b"\x00" * 320, None, "binary frame"),
+        (json.dumps(VERLOOP).encode(), None, "not an Awaaz event"),
+        ('{"hello":"world"}', None, "no call id"),
+    ],
+)
+def test_explain_provider(message, provider, why):
+    from callengine.protocols.registry import explain_provider
+
+    found, reason = explain_provider(message)
+    assert (found, why in reason) == (provider, True), reason
+
+
+def test_ambiguous_metadata_is_detected_loudly(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="callengine.protocols.registry"):
+        assert detect_provider(json.dumps({"uuid": "u"})) == "knowlarity"
+        assert detect_provider(json.dumps(FORK_EXAMPLE)) == "awaaz-legacy"
+    ambiguous, legacy = caplog.records
+    assert ambiguous.levelno == logging.WARNING and "route it by /awaaz-legacy" in ambiguous.getMessage()
+    assert legacy.levelno == logging.INFO and "provider awaaz-legacy detected" in legacy.getMessage()
+
+
+def test_the_legacy_simulator_sends_the_fork_example_and_is_detected():
+    from callengine.protocols import LegacyAwaazCodec
+
+    provider = LegacyAwaazCodec(Role.PROVIDER)
+    (first,) = provider.send(CallStarted(call_id="c9", caller="+91", called="+92", sample_rate=8000, custom={"k": "v"}))
+    assert json.loads(first) == {"callId": "c9", "from": "+91", "to": "+92", "k": "v"}  # no rate: 8 kHz is the default
+    assert detect_provider(first) == "awaaz-legacy"
+    engine = create_codec(detect_provider(first) or "", Role.ENGINE)
+    [started] = engine.receive(first)
+    assert (started.call_id, started.sample_rate, started.custom) == ("c9", 8000, {"k": "v"})
+    assert getattr(engine, "rate_source").startswith("awaaz-legacy's default")
+    # at another rate the layout says so, and the engine reads it from the message
+    (first,) = LegacyAwaazCodec(Role.PROVIDER).send(CallStarted(call_id="c9", sample_rate=16000))
+    assert json.loads(first)["sample_rate"] == 16000
+    # the Knowlarity layouts can still be chosen for a legacy simulator
+    (first,) = LegacyAwaazCodec(Role.PROVIDER, layout="verloop").send(CallStarted(call_id="c9", sample_rate=8000))
+    assert detect_provider(first) == "knowlarity" and json.loads(first)["sample_rate"] == 8000
