@@ -379,9 +379,11 @@ def _load_caller_audio(args) -> tuple[np.ndarray | None, int]:
 
 def cmd_dial(args: argparse.Namespace) -> int:
     from .testing.dial import DialError, build_start, close_problem, parse_dtmf, simulate_call
+    from .testing.quirks import check_quirks
 
     setup_logging("text", args.log_level)
     try:
+        quirks = check_quirks(args.provider, args.quirk)
         dtmf = parse_dtmf(args.dtmf)
         audio, rate = _load_caller_audio(args)
         start = build_start(args.provider, params=args.param or (), caller=args.caller, called=args.called)
@@ -393,7 +395,7 @@ def cmd_dial(args: argparse.Namespace) -> int:
         summary = trio.run(
             lambda: simulate_call(
                 args.url, args.provider, audio=audio, audio_rate=rate, speak_at=args.speak_at, dtmf=dtmf, seconds=args.seconds,
-                record=args.record, extra_headers=headers, start=start,
+                record=args.record, extra_headers=headers, start=start, quirks=quirks,
             )
         )  # fmt: skip
     except DialError as exc:
@@ -436,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caller", help="the caller's number in the start message (default +919800000001)")
     p.add_argument("--called", help="the number called, in the start message (default +918000000002)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
+    from .testing.quirks import add_quirk_argument
+
+    add_quirk_argument(p)
     p.set_defaults(func=cmd_dial)
 
     p = sub.add_parser("demo", help="run the engine and two simulated calls in-process")

@@ -16,8 +16,11 @@ import trio
 
 from callengine.audio.generate import tone
 from callengine.cli import AgentLoadError, load_agent
+from callengine.call.config import CallConfig
 from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import open_dialed_call
+
+from .cli_agents import echo
 
 PY = [sys.executable, "-m", "callengine"]
 
@@ -336,3 +339,20 @@ async def test_legacy_awaaz_through_callengine_serve_and_dial(tmp_path, nursery)
     await server.wait_for(b"call started awaaz-legacy:.*wire_rate=8000")
     server.proc.send_signal(signal.SIGTERM)
     assert await server.wait() == 0
+
+
+async def test_dial_plays_quirks_and_refuses_unknown_ones(nursery):
+    """``callengine dial --quirk``: a difficult Awaaz against a real server keeps the call;
+    a quirk the provider cannot play is a one-line error, exit 2."""
+    server = CallServer(echo, ServerConfig(port=0, loop_watchdog_s=None, call=CallConfig(agent_rate=8000)))
+    await nursery.start(server.serve)
+    url = f"ws://127.0.0.1:{server.port}/awaaz"
+    result = await _dial(url, "--provider", "awaaz", "--tone", "400", "--tone-seconds", "0.5", "--seconds", "2", "--quirk", "bom,binary-json", "--quirk", "media-before-start")
+    assert result.returncode == 0, result.stderr.decode()
+    with trio.fail_after(10):
+        while not server.reports:
+            await trio.sleep(0.02)
+    (report,) = server.reports
+    assert report.end_cause == "provider_stop" and report.stats.unknown_messages >= 1 and report.stats.frames_in > 50
+    bad = await _dial(url, "--provider", "awaaz", "--quirk", "joined-texts")
+    assert bad.returncode == 2 and "awaaz has no quirk joined-texts" in bad.stderr.decode()
