@@ -38,10 +38,17 @@ class PlaybackAudio:
     """The audio of one playback and where it played. The agent's handle
     (:class:`~callengine.call.handles.Playback`) adds waiting for the result."""
 
-    def __init__(self, rate: int, bytes_per_chunk: int) -> None:
+    def __init__(self, rate: int, bytes_per_chunk: int, frame_bytes: int = 0) -> None:
         self.id = next(_ids)
         self.rate = rate
         self._bytes_per_chunk = bytes_per_chunk
+        # A provider that takes whole frames only (Awaaz's connector: 320 bytes) gets a
+        # short tail padded with silence; 0: any length goes. ``bytes_per_chunk`` is then
+        # a whole number of frames (the config refuses anything else).
+        self._frame_bytes = frame_bytes
+        self.padding_seconds = 0.0  # silence added to reach whole frames (sent, played, not the agent's)
+        self._chunked_bytes = 0  # bytes put into chunks so far, padding included
+        self._pads: list[tuple[float, float]] = []  # (start, end) of each padding, in seconds of chunked audio
         self._unsent: deque[bytes] = deque()
         self._partial = bytearray()
         self.open = True  # more audio may still be written (streaming playback)
@@ -60,14 +67,14 @@ class PlaybackAudio:
         whole = len(self._partial) - len(self._partial) % n
         for i in range(0, whole, n):
             self._unsent.append(bytes(self._partial[i : i + n]))
+        self._chunked_bytes += whole
         del self._partial[:whole]
         self.total_seconds += len(pcm) / (2 * self.rate)
         self.ready_at = now
 
     def finish(self) -> None:
-        if self._partial:
-            self._unsent.append(bytes(self._partial[: len(self._partial) & ~1]))
-            self._partial.clear()
+        self.flush_partial()
+        self._partial.clear()  # an odd trailing byte is not a sample
         self.open = False
 
     # --- read by the plan -----------------------------------------------------------
@@ -82,11 +89,24 @@ class PlaybackAudio:
         return len(self._partial) >= 2
 
     def flush_partial(self) -> None:
-        """Make the waiting partial chunk sendable now, as a short chunk."""
+        """Make the waiting partial chunk sendable now, as a short chunk (padded with
+        silence to whole frames where the provider needs them)."""
         n = len(self._partial) & ~1
         if n:
-            self._unsent.append(bytes(self._partial[:n]))
+            tail = bytes(self._partial[:n])
             del self._partial[:n]
+            short = n % self._frame_bytes if self._frame_bytes else 0
+            if short:
+                pad = self._frame_bytes - short
+                tail += bytes(pad)
+                # the provider plays the silence too: the ledger counts it in the chunk's
+                # duration (play_end, marks, later playbacks move by it), while
+                # total_seconds, and so played_ms and duration_ms, stay the agent's audio
+                self.padding_seconds += pad / (2 * self.rate)
+                end = (self._chunked_bytes + len(tail)) / (2 * self.rate)
+                self._pads.append((end - pad / (2 * self.rate), end))
+            self._chunked_bytes += len(tail)
+            self._unsent.append(tail)
 
     @property
     def exhausted(self) -> bool:
@@ -105,7 +125,15 @@ class PlaybackAudio:
         self.open = False
 
     def played_seconds(self, now: float) -> float:
-        return sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+        """Seconds of the agent's audio the provider has played by ``now`` (padding is
+        played too, but is not the agent's: it is not counted)."""
+        position = sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+        padding = 0.0
+        for start, end in self._pads:
+            if start >= position:
+                break
+            padding += min(end, position) - start
+        return position - padding
 
     @property
     def end_time(self) -> float | None:

@@ -46,6 +46,13 @@ class Capabilities:
     change the inbound one; see ``Codec.inbound_rate``).
     ``chunk_ms``: default duration of one outbound audio message.
     ``lead_ms``: default bound on audio sent ahead of the provider's playout clock.
+    ``frame_ms``: every outbound audio message must be a whole number of frames of this
+    many ms (0: any length). The engine's playout pads a short tail with silence to the
+    next frame, and ``chunk_ms`` must then be a whole number of frames.
+    ``one_clip_in_flight``: the provider may cut the clip playing for a new one, so the
+    engine's playout sends an audio message only once everything sent before it has played
+    by the ledger, sends a playback as one message (up to ``chunk_ms``, which is then the
+    clip cap) and never flushes part of a streaming playback early.
     """
 
     clear: bool
@@ -57,6 +64,8 @@ class Capabilities:
     outbound_rate: int
     chunk_ms: int
     lead_ms: int
+    frame_ms: int = 0
+    one_clip_in_flight: bool = False
 
 
 class Codec:
