@@ -437,8 +437,9 @@ class AwaazCodec(CallStateMachine, Codec):
                 continue
             frame_bytes = 2 * event.sample_rate * _FRAME_MS // 1000
             stamp = msg["media"].get("timestamp")
+            expected = self._rx_timestamp + len(event.pcm) * 1000 / (2 * event.sample_rate)
+            self._rx_timestamp = expected  # a payload without one (the Pipecat form) still moves the stream on
             if stamp is not None:
-                expected = self._rx_timestamp + len(event.pcm) * 1000 / (2 * event.sample_rate)
                 try:
                     stamp_ms = float(stamp)
                 except (TypeError, ValueError):
