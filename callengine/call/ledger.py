@@ -213,8 +213,12 @@ class Control:
 class PlayoutLedger:
     """The provider's playout clock as the engine believes it."""
 
-    def __init__(self, lead: float) -> None:
+    def __init__(self, lead: float, *, gaps_expected: bool = False) -> None:
         self.lead = lead
+        # one clip in flight: each clip goes out once the previous one has played, so the
+        # provider runs dry between clips by design (for as long as the writer takes to wake
+        # up), which is not an underrun
+        self.gaps_expected = gaps_expected
         self.play_end = float("-inf")
         self.in_flight: deque[PlaybackAudio] = deque()  # sent (partly), not yet settled
         self.marks: deque[MarkPoint] = deque()  # placed on the wire or the clock, not yet settled
@@ -251,7 +255,7 @@ class PlayoutLedger:
         """
         start = max(now, self.play_end)
         gap = now - self.play_end
-        if gap > 1e-6 and self.play_end != float("-inf"):
+        if gap > 1e-6 and self.play_end != float("-inf") and not self.gaps_expected:
             if ready_at <= self.play_end + 1e-6:
                 self.underruns += 1
                 self.underrun_seconds += gap

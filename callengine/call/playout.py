@@ -119,7 +119,7 @@ class Playout:
         # Capabilities.one_clip_in_flight: a provider whose application may cut the clip
         # playing gets the next clip only once the ledger says the previous one has played
         self.one_clip_in_flight = one_clip_in_flight
-        self.ledger = PlayoutLedger(lead_s)
+        self.ledger = PlayoutLedger(lead_s, gaps_expected=one_clip_in_flight)
         self.outbox: deque[OutboxItem] = deque()
         self.mark_echo = mark_echo
         self.clear_flushes = clear_flushes
@@ -134,6 +134,7 @@ class Playout:
     def frame_bytes(self, rate: int) -> int:
         """Bytes of one provider frame at ``rate`` (0: the provider takes any length)."""
         return 2 * max(1, int(round(self.frame_s * rate))) if self.frame_s else 0
+
     def add(self, item: OutboxItem) -> None:
         self.outbox.append(item)
 

@@ -15,6 +15,10 @@ documented rule, so a live test can change it cheaply):
   does: all three start at 1 / 20 and count media messages only, ``timestamp`` is the
   stream position in ms at the *end* of the chunk (a string), and none of them reset on
   ``clear``.
+* Each outbound payload carries whole 20 ms frames (320 bytes at 8 kHz), as the connector
+  sends them: whether Awaaz plays a shorter buffer is unknown (its JS connector takes only
+  320-byte ones). The engine's playout pads a playback's tail with silence
+  (``capabilities.frame_ms``); ``whole_frames=False`` sends short tails as they are.
 * Each outbound payload is a complete WAV file (44-byte header + PCM) because Awaaz's
   mod_audio_fork skips 44 bytes of every payload. ``wav_wrap=False`` sends raw PCM for
   accounts where that is confirmed not to be needed.

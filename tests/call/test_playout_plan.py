@@ -186,3 +186,13 @@ def test_a_mark_after_a_clip_is_reached_when_the_clip_has_played():
     assert mark.state is MarkState.PENDING
     run(p, 1.99, 2.0)
     assert mark.state is MarkState.REACHED and mark.due == pytest.approx(2.0)
+
+
+def test_the_gap_between_clips_is_not_counted_as_an_underrun_with_one_clip_in_flight():
+    # on a real clock the writer wakes a little after the previous clip's end
+    for one_clip, underruns in ((True, 0), (False, 1)):
+        p = plan(5.0, 5.0, one_clip=one_clip)
+        first, second = playback(p, ramp(1.0)), playback(p, ramp(0.5))
+        p.ledger.record(first, 0.0, 1.0, ready_at=0.0)
+        p.ledger.record(second, 1.003, 0.5, ready_at=0.0)
+        assert p.ledger.underruns == underruns
