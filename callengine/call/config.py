@@ -40,7 +40,10 @@ class CallConfig:
       ``lead_ms``: most audio the engine keeps queued at the provider ahead of its playout
       clock (None: the provider's default, 100 ms Awaaz, 400 ms Knowlarity). Smaller is
       faster barge-in on providers without a clear, larger is safer against network jitter.
-      ``chunk_ms``: duration of one outbound audio message (None: provider default).
+      ``chunk_ms``: duration of one outbound audio message (None: provider default). A
+      whole number of frames where the provider takes only whole frames (Awaaz's 20 ms with
+      ``whole_frames`` on); at most the clip cap where it takes one clip at a time
+      (Knowlarity ``clips="utterance"``).
     Barge-in:
       ``barge_in``: clear playback when the caller talks over the bot (the agent can change
       it per call with ``call.barge_in``). ``min_speech_ms``: speech needed before it counts.
@@ -114,6 +117,27 @@ class CallConfig:
         lead_ms = self.lead_ms if self.lead_ms is not None else capabilities.lead_ms
         if lead_ms < chunk_ms:
             raise ValueError(_lead_below_chunk(lead_ms, chunk_ms, provider))
+        where = f" on {provider}" if provider else ""
+        frame = capabilities.frame_ms
+        if frame and (round(chunk_ms / frame) < 1 or abs(chunk_ms / frame - round(chunk_ms / frame)) > 1e-9):
+            # a provider that drops what is not whole frames would lose every chunk
+            raise ValueError(
+                f"chunk_ms ({chunk_ms:g}){where} is not a whole number of the provider's {frame} ms frames, "
+                f"which it takes every media message in (on Awaaz, the codec option whole_frames): use a "
+                f"multiple of {frame} for --chunk-ms, or turn whole_frames off where the provider has it"
+            )
+        smallest = capabilities.min_chunk_bytes
+        if smallest and 2 * chunk_ms * capabilities.outbound_rate / 1000 < smallest:
+            raise ValueError(
+                f"chunk_ms ({chunk_ms:g}){where} is below the provider's smallest message ({smallest} bytes, "
+                f"{500 * smallest / capabilities.outbound_rate:g} ms at {capabilities.outbound_rate} Hz): raise --chunk-ms"
+            )
+        if capabilities.one_clip_in_flight and chunk_ms > capabilities.chunk_ms:
+            raise ValueError(
+                f"chunk_ms ({chunk_ms:g}){where} is above the clip cap ({capabilities.chunk_ms} ms, the codec "
+                f"option clip_ms) of clips=utterance, where each clip must go out as one message: lower "
+                f"--chunk-ms or raise clip_ms"
+            )
         return Pacing(chunk_s=chunk_ms / 1000, lead_s=lead_ms / 1000)
 
 

@@ -20,8 +20,8 @@ class Playback(PlaybackAudio):
     barge-in or the end of the call (``interrupted=True``, ``played_ms`` what was heard).
     """
 
-    def __init__(self, rate: int, bytes_per_chunk: int) -> None:
-        super().__init__(rate, bytes_per_chunk)
+    def __init__(self, rate: int, bytes_per_chunk: int, frame_bytes: int = 0, min_bytes: int = 0) -> None:
+        super().__init__(rate, bytes_per_chunk, frame_bytes, min_bytes)
         self._done = trio.Event()
         self.resampler: StreamResampler | None = None  # a streaming playback's, kept across writes
 

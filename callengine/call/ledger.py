@@ -38,10 +38,18 @@ class PlaybackAudio:
     """The audio of one playback and where it played. The agent's handle
     (:class:`~callengine.call.handles.Playback`) adds waiting for the result."""
 
-    def __init__(self, rate: int, bytes_per_chunk: int) -> None:
+    def __init__(self, rate: int, bytes_per_chunk: int, frame_bytes: int = 0, min_bytes: int = 0) -> None:
         self.id = next(_ids)
         self.rate = rate
         self._bytes_per_chunk = bytes_per_chunk
+        # A provider that takes whole frames only (Awaaz's connector: 320 bytes) gets a
+        # short tail padded with silence; 0: any length goes. ``bytes_per_chunk`` is then
+        # a whole number of frames (the config refuses anything else).
+        self._frame_bytes = frame_bytes
+        self._min_bytes = min_bytes  # and one that takes no message below a size (Exotel)
+        self.padding_seconds = 0.0  # silence added to reach whole frames (sent, played, not the agent's)
+        self._chunked_bytes = 0  # bytes put into chunks so far, padding included
+        self._pads: list[tuple[float, float]] = []  # (start, end) of each padding, in seconds of chunked audio
         self._unsent: deque[bytes] = deque()
         self._partial = bytearray()
         self.open = True  # more audio may still be written (streaming playback)
@@ -60,14 +68,14 @@ class PlaybackAudio:
         whole = len(self._partial) - len(self._partial) % n
         for i in range(0, whole, n):
             self._unsent.append(bytes(self._partial[i : i + n]))
+        self._chunked_bytes += whole
         del self._partial[:whole]
         self.total_seconds += len(pcm) / (2 * self.rate)
         self.ready_at = now
 
     def finish(self) -> None:
-        if self._partial:
-            self._unsent.append(bytes(self._partial[: len(self._partial) & ~1]))
-            self._partial.clear()
+        self.flush_partial()
+        self._partial.clear()  # an odd trailing byte is not a sample
         self.open = False
 
     # --- read by the plan -----------------------------------------------------------
@@ -82,11 +90,26 @@ class PlaybackAudio:
         return len(self._partial) >= 2
 
     def flush_partial(self) -> None:
-        """Make the waiting partial chunk sendable now, as a short chunk."""
+        """Make the waiting partial chunk sendable now, as a short chunk (padded with
+        silence to whole frames where the provider needs them)."""
         n = len(self._partial) & ~1
         if n:
-            self._unsent.append(bytes(self._partial[:n]))
+            tail = bytes(self._partial[:n])
             del self._partial[:n]
+            want = max(n, self._min_bytes)
+            if self._frame_bytes and want % self._frame_bytes:
+                want += self._frame_bytes - want % self._frame_bytes
+            if want > n:
+                pad = want - n
+                tail += bytes(pad)
+                # the provider plays the silence too: the ledger counts it in the chunk's
+                # duration (play_end, marks, later playbacks move by it), while
+                # total_seconds, and so played_ms and duration_ms, stay the agent's audio
+                self.padding_seconds += pad / (2 * self.rate)
+                end = (self._chunked_bytes + len(tail)) / (2 * self.rate)
+                self._pads.append((end - pad / (2 * self.rate), end))
+            self._chunked_bytes += len(tail)
+            self._unsent.append(tail)
 
     @property
     def exhausted(self) -> bool:
@@ -105,7 +128,15 @@ class PlaybackAudio:
         self.open = False
 
     def played_seconds(self, now: float) -> float:
-        return sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+        """Seconds of the agent's audio the provider has played by ``now`` (padding is
+        played too, but is not the agent's: it is not counted)."""
+        position = sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+        padding = 0.0
+        for start, end in self._pads:
+            if start >= position:
+                break
+            padding += min(end, position) - start
+        return position - padding
 
     @property
     def end_time(self) -> float | None:
@@ -185,8 +216,12 @@ class Control:
 class PlayoutLedger:
     """The provider's playout clock as the engine believes it."""
 
-    def __init__(self, lead: float) -> None:
+    def __init__(self, lead: float, *, gaps_expected: bool = False) -> None:
         self.lead = lead
+        # one clip in flight: each clip goes out once the previous one has played, so the
+        # provider runs dry between clips by design (for as long as the writer takes to wake
+        # up), which is not an underrun
+        self.gaps_expected = gaps_expected
         self.play_end = float("-inf")
         self.in_flight: deque[PlaybackAudio] = deque()  # sent (partly), not yet settled
         self.marks: deque[MarkPoint] = deque()  # placed on the wire or the clock, not yet settled
@@ -223,7 +258,7 @@ class PlayoutLedger:
         """
         start = max(now, self.play_end)
         gap = now - self.play_end
-        if gap > 1e-6 and self.play_end != float("-inf"):
+        if gap > 1e-6 and self.play_end != float("-inf") and not self.gaps_expected:
             if ready_at <= self.play_end + 1e-6:
                 self.underruns += 1
                 self.underrun_seconds += gap

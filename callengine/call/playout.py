@@ -106,12 +106,22 @@ class Playout:
         clear_flushes: bool,
         mark_grace_s: float,
         hangup_timeout_s: float,
+        frame_s: float = 0.0,
+        min_chunk_bytes: int = 0,
+        one_clip_in_flight: bool = False,
         on_mark: Callable[[MarkPoint], None] = lambda mark: None,
     ) -> None:
         if lead_s < chunk_s:
             raise ValueError(f"the lead ({lead_s} s) must hold at least one chunk ({chunk_s} s)")
         self.chunk_s = chunk_s
-        self.ledger = PlayoutLedger(lead_s)
+        # the provider's frame (Capabilities.frame_ms): chunks are whole frames, a short
+        # tail is padded with silence; 0: any length
+        self.frame_s = frame_s
+        self.min_chunk_bytes = min_chunk_bytes  # Capabilities.min_chunk_bytes
+        # Capabilities.one_clip_in_flight: a provider whose application may cut the clip
+        # playing gets the next clip only once the ledger says the previous one has played
+        self.one_clip_in_flight = one_clip_in_flight
+        self.ledger = PlayoutLedger(lead_s, gaps_expected=one_clip_in_flight)
         self.outbox: deque[OutboxItem] = deque()
         self.mark_echo = mark_echo
         self.clear_flushes = clear_flushes
@@ -122,6 +132,10 @@ class Playout:
 
     def bytes_per_chunk(self, rate: int) -> int:
         return 2 * max(1, int(round(self.chunk_s * rate)))
+
+    def frame_bytes(self, rate: int) -> int:
+        """Bytes of one provider frame at ``rate`` (0: the provider takes any length)."""
+        return 2 * max(1, int(round(self.frame_s * rate))) if self.frame_s else 0
 
     def add(self, item: OutboxItem) -> None:
         self.outbox.append(item)
@@ -147,17 +161,25 @@ class Playout:
                     continue
                 if head.has_unsent:
                     seconds = len(head.peek_chunk()) / (2 * head.rate)
-                    if ledger.may_send(now, seconds):
+                    if self.one_clip_in_flight:
+                        # one clip at the provider at a time: an application that cuts the
+                        # playing clip for a new one then never cuts audio
+                        may, send_at = not ledger.audible(now), ledger.play_end
+                    else:
+                        may, send_at = ledger.may_send(now, seconds), ledger.send_time(seconds)
+                    if may:
                         chunk = head.pop_chunk()
                         ledger.record(head, now, seconds, ready_at=head.ready_at)
                         return SendChunk(head, chunk)
-                    wake_at = min(wake_at, ledger.send_time(seconds))
-                elif head.has_partial:
+                    wake_at = min(wake_at, send_at)
+                elif head.has_partial and not self.one_clip_in_flight:
                     # A streaming playback paused (nothing fed for a whole chunk) with less
                     # than a chunk buffered: rather than hold it back until more audio
                     # comes, send it as a short chunk once the provider is about to run dry.
                     # A producer that keeps feeding still gets whole chunks (Knowlarity
-                    # plays each clip as a file; tiny clips would be wasteful).
+                    # plays each clip as a file; tiny clips would be wasteful). With one
+                    # clip in flight a playback goes out whole (or at the cap): it waits for
+                    # the agent to close it or for a chunk's worth of audio.
                     flush_at = max(ledger.play_end - 0.25 * self.chunk_s, head.ready_at + self.chunk_s)
                     if now >= flush_at - _EPS:
                         head.flush_partial()

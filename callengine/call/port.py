@@ -82,7 +82,8 @@ class AgentPort:
     def enqueue_audio(self, audio: Any, sample_rate: int, *, finish: bool) -> Playback:
         self._check_open()
         out_rate = self._codec.outbound_rate
-        pb = Playback(out_rate, self._playout.bytes_per_chunk(out_rate))
+        playout = self._playout
+        pb = Playback(out_rate, playout.bytes_per_chunk(out_rate), playout.frame_bytes(out_rate), playout.min_chunk_bytes)
         now = trio.current_time()
         pcm = as_pcm16(audio)
         if finish:

@@ -95,6 +95,9 @@ class CallSession:
             clear_flushes=caps.clear,
             mark_grace_s=cfg.mark_grace_s,
             hangup_timeout_s=cfg.hangup_timeout_s,
+            frame_s=caps.frame_ms / 1000,
+            min_chunk_bytes=caps.min_chunk_bytes,
+            one_clip_in_flight=caps.one_clip_in_flight,
             on_mark=self._on_mark,
         )
         self.info: CallInfo | None = None

@@ -15,6 +15,10 @@ documented rule, so a live test can change it cheaply):
   does: all three start at 1 / 20 and count media messages only, ``timestamp`` is the
   stream position in ms at the *end* of the chunk (a string), and none of them reset on
   ``clear``.
+* Each outbound payload carries whole 20 ms frames (320 bytes at 8 kHz), as the connector
+  sends them: whether Awaaz plays a shorter buffer is unknown (its JS connector takes only
+  320-byte ones). The engine's playout pads a playback's tail with silence
+  (``capabilities.frame_ms``); ``whole_frames=False`` sends short tails as they are.
 * Each outbound payload is a complete WAV file (44-byte header + PCM) because Awaaz's
   mod_audio_fork skips 44 bytes of every payload. ``wav_wrap=False`` sends raw PCM for
   accounts where that is confirmed not to be needed.
@@ -84,6 +88,7 @@ from .base import Capabilities, Codec, Role, WireMessage
 __all__ = ["AwaazCodec"]
 
 _RATE = 8000
+_FRAME_MS = 20  # the connector's frame: 320 bytes of PCM at 8 kHz
 
 
 _State = CallState
@@ -150,6 +155,15 @@ class AwaazCodec(CallStateMachine, Codec):
     ``mark_echo``: whether this account echoes marks. True: the engine sends each mark and
     waits for its echo (``mark_grace_s`` at most). False: no mark goes on the wire and the
     engine's playout clock reaches it on time, with no wait for an echo that never comes.
+    ``whole_frames``: ENGINE only: every outbound ``media`` carries a whole number of 20 ms
+    frames (320 bytes at 8 kHz), as Awaaz's connector sends them, the last one of a
+    playback padded with silence by the engine's playout (``capabilities.frame_ms``); then
+    ``timestamp`` advances by 20 per frame. ``chunk_ms`` must then be a multiple of 20.
+    False: chunks of any length (a short tail goes as it is).
+    ``strict_frames``: PROVIDER only: play only payloads of whole 20 ms frames, as Awaaz's
+    JS connector takes only 320-byte buffers; others are dropped (counted in
+    ``media_dropped`` and reported as ``UnknownMessage``). It also checks that each
+    ``timestamp`` advances by its payload's duration (``timestamp_mismatches``).
     """
 
     name = "awaaz"
@@ -173,6 +187,9 @@ class AwaazCodec(CallStateMachine, Codec):
         lead_ms=100,
         # Awaaz's own serializer maps only these; it drops A-D (pipecat-awaazai serializer.py)
         dtmf_keys=frozenset("0123456789*#"),
+        # whole_frames (default on): the connector sends only whole 320-byte frames, and
+        # whether Awaaz plays a shorter buffer is unknown
+        frame_ms=_FRAME_MS,
     )
 
     def __init__(
@@ -185,6 +202,8 @@ class AwaazCodec(CallStateMachine, Codec):
         connected_first: bool = True,
         mark_echo: bool = True,
         mark_shape: str = "object",
+        whole_frames: bool = True,
+        strict_frames: bool = False,
     ) -> None:
         super().__init__(Role(role))
         if mark_shape not in ("object", "string"):
@@ -194,12 +213,27 @@ class AwaazCodec(CallStateMachine, Codec):
             raise ValueError(f"chunk_ms must be an integer in [1, 1000], got {chunk_ms!r}")
         if stream_sid is not None and not isinstance(stream_sid, str):
             raise TypeError(f"stream_sid must be a str or None, got {type(stream_sid).__name__}")
+        self.whole_frames = bool(whole_frames)
+        if self.whole_frames and chunk_ms % _FRAME_MS:
+            raise ValueError(
+                f"chunk_ms ({chunk_ms}) is not a multiple of Awaaz's {_FRAME_MS} ms frame, which whole_frames "
+                f"(on) makes every media message: use a multiple of {_FRAME_MS}, or whole_frames=off"
+            )
+        self.strict_frames = bool(strict_frames)
+        self.media_dropped = 0  # PROVIDER with strict_frames: payloads that were not whole frames
+        self.timestamp_mismatches = 0  # PROVIDER with strict_frames: timestamps not advanced by the payload
+        self._rx_timestamp = 0
         self.chunk_ms = chunk_ms
         self.wav_wrap = bool(wav_wrap)
         self.connected_first = bool(connected_first)
         self._default_stream_sid = stream_sid
         # Per-instance capabilities shadow the class defaults when options change them.
-        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=chunk_ms, mark_echo=bool(mark_echo))
+        self.capabilities = attrs.evolve(
+            type(self).capabilities,
+            chunk_ms=chunk_ms,
+            mark_echo=bool(mark_echo),
+            frame_ms=_FRAME_MS if self.whole_frames else 0,
+        )
 
         self._state = _State.IDLE
         self._start_seen = False
@@ -362,6 +396,8 @@ class AwaazCodec(CallStateMachine, Codec):
         result: list[Event]
         if kind == _PLAY:
             result = self._decode_play(msg, self.wav_wrap)
+            if self.strict_frames:
+                result = self._check_frames(msg, result)
         elif kind == _MARK:
             body = msg.get("mark")
             other = dict if self.mark_shape == "string" else str
@@ -404,6 +440,34 @@ class AwaazCodec(CallStateMachine, Codec):
         if not data:
             return []
         return [PlayAudio(pcm=data, sample_rate=rate)]
+
+    def _check_frames(self, msg: dict, result: list[Event]) -> list[Event]:
+        """Awaaz's JS connector strictly: a payload that is not whole 20 ms frames is not
+        played, and ``timestamp`` must advance by each payload's duration (in ms)."""
+        out: list[Event] = []
+        for event in result:
+            if not isinstance(event, PlayAudio):
+                out.append(event)
+                continue
+            frame_bytes = 2 * event.sample_rate * _FRAME_MS // 1000
+            stamp = msg["media"].get("timestamp")
+            expected = self._rx_timestamp + len(event.pcm) * 1000 / (2 * event.sample_rate)
+            self._rx_timestamp = expected  # a payload without one (the Pipecat form) still moves the stream on
+            if stamp is not None:
+                try:
+                    stamp_ms = float(stamp)
+                except (TypeError, ValueError):
+                    stamp_ms = float("nan")
+                if stamp_ms != expected:
+                    self.timestamp_mismatches += 1
+                    out.append(UnknownMessage(kind=f"timestamp {stamp!r:.20}, expected {expected:g}", raw=msg))
+                self._rx_timestamp = stamp_ms if stamp_ms == stamp_ms else expected
+            if len(event.pcm) % frame_bytes:
+                self.media_dropped += 1
+                out.append(UnknownMessage(kind=f"media dropped: {len(event.pcm)} bytes, not whole {frame_bytes}-byte frames", raw=msg))
+            else:
+                out.append(event)
+        return out
 
     # --- send -----------------------------------------------------------------------
 

@@ -49,6 +49,15 @@ class Capabilities:
     ``dtmf_keys``: the keys the provider's DTMF events can carry (empty where it has no
     events). Awaaz's serializer carries only 0-9, * and #: a caller pressing A-D reaches
     nobody. Where keys are in-band tones every key of the keypad can be heard.
+    ``frame_ms``: every outbound audio message must be a whole number of frames of this
+    many ms (0: any length). The engine's playout pads a short tail with silence to the
+    next frame, and ``chunk_ms`` must then be a whole number of frames.
+    ``min_chunk_bytes``: the smallest outbound audio message the provider plays cleanly
+    (Exotel: 3.2 KB); a shorter last chunk of a playback is padded with silence to it.
+    ``one_clip_in_flight``: the provider may cut the clip playing for a new one, so the
+    engine's playout sends an audio message only once everything sent before it has played
+    by the ledger, sends a playback as one message (up to ``chunk_ms``, which is then the
+    clip cap) and never flushes part of a streaming playback early.
     """
 
     clear: bool
@@ -61,6 +70,9 @@ class Capabilities:
     chunk_ms: int
     lead_ms: int
     dtmf_keys: frozenset[str] = frozenset()
+    frame_ms: int = 0
+    one_clip_in_flight: bool = False
+    min_chunk_bytes: int = 0
 
 
 class Codec:

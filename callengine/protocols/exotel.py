@@ -13,7 +13,7 @@ applet pages (read December 2026) and support article 3000108630:
   100 KB ("smaller chunks risk audio distortion, non-compliant sizes create gaps"). The
   engine's default chunk is therefore 200 ms, which is 3.2 KB at 8 kHz, 6.4 KB at 16 kHz
   and 9.6 KB at 24 kHz, all multiples of 320; the capabilities declare the rule
-  (``frame_bytes``/``min_chunk_bytes``) and the playout pads a playback's last chunk to it
+  (``frame_ms`` 20, ``min_chunk_bytes`` 3200) and the playout pads a playback's last chunk to them
   with silence.
 * Marks are echoed when the audio before them has played (confirmed). Whether a ``clear``
   echoes pending marks is not documented; the engine settles them as cleared itself.
@@ -50,11 +50,13 @@ class ExotelCodec(JsonEventCodec):
         outbound_rate=8000,
         chunk_ms=200,
         lead_ms=400,
+        frame_ms=20,
+        min_chunk_bytes=3200,
+        dtmf_keys=frozenset("0123456789*#"),
     )
     inbound: ClassVar = {"connected": Kind.CONNECTED, "start": Kind.START, "media": Kind.MEDIA, "dtmf": Kind.DTMF, "mark": Kind.MARK_ECHO, "stop": Kind.STOP}
     outbound: ClassVar = {"media": Kind.PLAY, "mark": Kind.MARK, "clear": Kind.CLEAR}
     sid_key: ClassVar[str] = "stream_sid"
-    digits: ClassVar[str] = "0123456789*#"
     transfer_hint: ClassVar[str] = "hang up (close the stream) and let a Connect applet after the Voicebot applet transfer the call"
     timestamp_at_end: ClassVar[bool] = True
     seq_key: ClassVar[str] = "sequence_number"

@@ -106,7 +106,7 @@ class JsonEventCodec(CallStateMachine, Codec):
     ``outbound``: wire event name -> :class:`Kind`, for what the engine sends;
     ``event_key`` (``"event"``) and ``sid_key`` (where the stream id sits at the top level);
     ``encoding``: the default payload encoding (``ENCODINGS``), which a start may change;
-    ``digits``: the DTMF keys the provider carries;
+    ``capabilities.dtmf_keys``: the DTMF keys the provider carries;
     ``transfer_hint``: why transfer is not a message, for the error an agent sees.
 
     and overrides the hooks whose default (the Twilio shape) does not fit: reading the
@@ -121,7 +121,6 @@ class JsonEventCodec(CallStateMachine, Codec):
     event_key: ClassVar[str] = "event"
     sid_key: ClassVar[str] = "streamSid"
     encoding: str = "pcm16"
-    digits: ClassVar[str] = DTMF_DIGITS
     transfer_hint: ClassVar[str] = "transfer the call through the provider's API"
     #: whether the engine's messages name the stream (Telnyx's do not)
     sid_on_outbound: ClassVar[bool] = True
@@ -238,7 +237,7 @@ class JsonEventCodec(CallStateMachine, Codec):
             digit = str(digit)
         if isinstance(digit, str):
             digit = digit.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS and digit in self.digits:
+            if len(digit) == 1 and digit in DTMF_DIGITS and digit in self.capabilities.dtmf_keys:
                 return Dtmf(digit)
         return UnknownMessage(kind="dtmf", raw=msg)
 
@@ -356,7 +355,7 @@ class JsonEventCodec(CallStateMachine, Codec):
                 raise LocalProtocolError(f"{self.name}: this stream announced {self._inbound_rate} Hz, got {event.sample_rate} Hz caller audio")
             out = self._encode_caller_audio(event.pcm) if event.pcm else []
         elif isinstance(event, Dtmf):
-            out = self._encode_dtmf(event.digit) if event.digit in self.digits else []
+            out = self._encode_dtmf(event.digit) if event.digit in self.capabilities.dtmf_keys else []
         elif isinstance(event, MarkEchoed):
             out = self._encode_mark_echo(event.name)
         else:

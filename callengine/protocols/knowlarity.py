@@ -48,6 +48,10 @@ Decisions where the documentation is unsure:
   ``max_clip_ms`` (default 10 s), and never more PCM than fits mod_audio_fork's 665,600
   byte receive buffer (a 10 s 16 kHz clip is ~427 KB of base64). The WAV is at the
   PlayAudio's own rate; FreeSWITCH reads the header and resamples.
+* **Clip mode** (``clips``): whether Knowlarity's application queues a new clip behind
+  the playing one or cuts it is unknown. ``"stream"`` (default) sends short clips ahead
+  (right for an application that queues); ``"utterance"`` sends one clip per playback and
+  the next only once it has played (right for either, at the cost of latency).
 * ``outbound_rate`` follows the call's announced sample rate once the metadata arrived
   (16 kHz before that), so FreeSWITCH need not resample our audio.
 * ``killAudio`` (native to mod_audio_fork, unverified on Knowlarity) is sent for Clear when
@@ -107,6 +111,7 @@ __all__ = [
     "MOD_AUDIO_FORK_MAX_MESSAGE",
     "MAX_CLIP_PCM_BYTES",
     "LAYOUTS",
+    "CLIP_MODES",
 ]
 
 _DEFAULT_RATE = 16000
@@ -118,6 +123,9 @@ _FRAME_BUDGET = MOD_AUDIO_FORK_MAX_MESSAGE - 1024
 _PLAY_ENVELOPE = len('{"type":"playAudio","data":{"audioContentType":"wave","audioContent":""}}')
 #: The most PCM one playAudio message may carry: its base64 WAV still fits the budget.
 MAX_CLIP_PCM_BYTES = ((_FRAME_BUDGET - _PLAY_ENVELOPE) // 4 * 3 - 44) // 2 * 2
+
+#: How the ENGINE sends playbacks (the ``clips`` option).
+CLIP_MODES = ("stream", "utterance")
 
 #: First-message layouts the PROVIDER role can send: Verloop's, the callid one seen in three
 #: Knowlarity integrations, and mod_audio_fork's own example ({"callId","from","to"}, in
@@ -377,9 +385,16 @@ def _play_message(audio_b64: str, text_content: str | None = None) -> str:
 class KnowlarityCodec(CallStateMachine, Codec):
     """Sans-IO codec for Knowlarity's mod_audio_fork-style stream.
 
-    ``clip_ms``, ``max_clip_ms`` and ``kill_audio`` shape what the ENGINE sends.
+    ``clips``, ``clip_ms``, ``max_clip_ms`` and ``kill_audio`` shape what the ENGINE sends.
+    ``clips``: ``"stream"`` (default): short clips, ``clip_ms`` each, with up to two
+    unplayed (an application that queues clips plays them back to back); ``"utterance"``:
+    each playback goes out as one clip (when the agent finishes it, or at ``clip_ms``),
+    and the next clip only once the previous one has played by the engine's ledger
+    (``capabilities.one_clip_in_flight``), so an application that cuts the playing clip
+    for a new one never cuts audio.
     ``clip_ms``: the clip length the engine's writer should hand us (reported as
-    ``capabilities.chunk_ms``). ``max_clip_ms``: the longest clip one ``playAudio`` may
+    ``capabilities.chunk_ms``): 200 by default in stream mode; in utterance mode the cap
+    on one clip, 5000 by default. ``max_clip_ms``: the longest clip one ``playAudio`` may
     carry; longer PlayAudio commands are split (must fit mod_audio_fork's message limit at
     16 kHz, i.e. at most ~15.5 s). ``kill_audio``: send ``killAudio`` for Clear.
     ``default_rate``: ENGINE only: the caller audio's rate when the first message says
@@ -420,7 +435,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
         self,
         role: Role = Role.ENGINE,
         *,
-        clip_ms: int = 200,
+        clips: str = "stream",
+        clip_ms: int | None = None,
         max_clip_ms: int = 10000,
         kill_audio: bool = True,
         layout: str = "verloop",
@@ -436,6 +452,13 @@ class KnowlarityCodec(CallStateMachine, Codec):
             )
         except RemoteProtocolError as exc:
             raise ValueError(str(exc)) from None
+        if clips not in CLIP_MODES:
+            raise ValueError(f"clips is {' or '.join(map(repr, CLIP_MODES))}, not {clips!r}")
+        self.clips = clips
+        if clip_ms is None:
+            # utterance: 5 s holds most sentences in one clip, is a third of the 665,600-byte
+            # message limit at 16 kHz, and bounds how long a streaming playback waits to go out
+            clip_ms = 200 if clips == "stream" else min(5000, max_clip_ms)
         for option, value in (("clip_ms", clip_ms), ("max_clip_ms", max_clip_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
@@ -453,7 +476,15 @@ class KnowlarityCodec(CallStateMachine, Codec):
         self.kill_audio = bool(kill_audio)
         self.layout = layout
         # Per-instance capabilities shadow the class defaults when options change them.
-        self.capabilities = attrs.evolve(type(self).capabilities, chunk_ms=clip_ms, lead_ms=2 * clip_ms, clear=self.kill_audio)
+        one_clip = clips == "utterance"
+        self.capabilities = attrs.evolve(
+            type(self).capabilities,
+            chunk_ms=clip_ms,
+            # one clip in flight: the lead is the clip itself (the playout waits for the ledger)
+            lead_ms=clip_ms if one_clip else 2 * clip_ms,
+            clear=self.kill_audio,
+            one_clip_in_flight=one_clip,
+        )
 
         self._state = _State.IDLE
         self._start_seen = False

@@ -57,6 +57,7 @@ class PlivoCodec(JsonEventCodec):
         outbound_rate=8000,
         chunk_ms=20,
         lead_ms=100,
+        dtmf_keys=frozenset("0123456789*#"),
     )
     inbound: ClassVar = {
         "start": Kind.START,
@@ -70,7 +71,6 @@ class PlivoCodec(JsonEventCodec):
     outbound: ClassVar = {"playAudio": Kind.PLAY, "checkpoint": Kind.MARK, "clearAudio": Kind.CLEAR}
     sid_key: ClassVar[str] = "streamId"
     seq_text: ClassVar[bool] = False
-    digits: ClassVar[str] = "0123456789*#"
     transfer_hint: ClassVar[str] = "Plivo transfers a call with its REST API (Transfer a call, aleg_url)"
 
     def __init__(self, role: Role = Role.ENGINE, *, content_type: str = "audio/x-l16") -> None:

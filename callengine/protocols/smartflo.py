@@ -46,9 +46,10 @@ class SmartfloCodec(TwilioCodec):
         outbound_rate=8000,
         chunk_ms=20,
         lead_ms=100,
+        frame_ms=20,
+        dtmf_keys=frozenset("0123456789*#"),
     )
     outbound: ClassVar = {"media": Kind.PLAY, "mark": Kind.MARK, "clear": Kind.CLEAR, "end": Kind.HANGUP}
-    digits: ClassVar[str] = "0123456789*#"
     transfer_hint: ClassVar[str] = "transfer the call in Smartflo's call flow after the stream ends"
 
     def __init__(self, role: Role = Role.ENGINE, *, hangup: str = "close") -> None:

@@ -52,13 +52,14 @@ class TelnyxCodec(JsonEventCodec):
         outbound_rate=8000,
         chunk_ms=20,
         lead_ms=100,
+        min_chunk_bytes=320,
+        dtmf_keys=frozenset("0123456789*#ABCD"),
     )
     inbound: ClassVar = {"connected": Kind.CONNECTED, "start": Kind.START, "media": Kind.MEDIA, "dtmf": Kind.DTMF, "mark": Kind.MARK_ECHO, "stop": Kind.STOP}
     outbound: ClassVar = {"media": Kind.PLAY, "mark": Kind.MARK, "clear": Kind.CLEAR}
     sid_key: ClassVar[str] = "stream_id"
     sid_on_outbound: ClassVar[bool] = False
     seq_key: ClassVar[str] = "sequence_number"
-    digits: ClassVar[str] = "0123456789*#ABCD"
     transfer_hint: ClassVar[str] = "Telnyx transfers a call with the Call Control transfer command"
 
     def __init__(self, role: Role = Role.ENGINE, *, l16_byte_order: str = "big", encoding: str = "PCMU") -> None:

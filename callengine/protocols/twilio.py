@@ -47,6 +47,8 @@ class TwilioCodec(JsonEventCodec):
         outbound_rate=8000,
         chunk_ms=20,
         lead_ms=100,
+        frame_ms=20,
+        dtmf_keys=frozenset("0123456789*#ABCD"),
     )
     inbound: ClassVar = {"connected": Kind.CONNECTED, "start": Kind.START, "media": Kind.MEDIA, "dtmf": Kind.DTMF, "mark": Kind.MARK_ECHO, "stop": Kind.STOP}
     outbound: ClassVar = {"media": Kind.PLAY, "mark": Kind.MARK, "clear": Kind.CLEAR}

@@ -84,9 +84,12 @@ Decisions where the documentation is silent:
 * **Outbound audio is whole 20 ms frames**: a PlayAudio longer than 20 ms is split; a
   tail shorter than 20 ms is padded with silence to 20 ms. [V21] says each message must be
   320/640 bytes and 20 ms (C); what Vonage does with a short frame is undocumented (I), so
-  we never send one. The engine's playout hands us chunk_ms (20 ms) chunks, so only the
-  last chunk of a playback is ever padded; a chunk_ms that is not a multiple of 20 would
-  pad every chunk (audible gaps): keep it at a multiple of 20.
+  we never send one. ``capabilities.frame_ms = 20`` makes the engine's playout pad the
+  last chunk of a playback itself (so its ledger counts the padding) and refuse, at
+  start-up, a chunk_ms that is not a multiple of 20; the codec's own padding is then a
+  no-op, kept as a safety net.
+* DTMF: ``capabilities.dtmf_keys`` is ``0-9 * #`` (what [V21] documents). On receive the
+  codec still accepts any of the sixteen keys: a key Vonage did report was pressed.
 * A Mark is ``{"action":"notify","payload":{"name": <mark>}}`` and its echo's
   ``payload.name`` becomes MarkEchoed. Clear is ``{"action":"clear"}``. Hangup sends
   nothing: the engine closes the socket, which ends the WebSocket leg (REST ``PUT
@@ -344,7 +347,8 @@ class VonageCodec(CallStateMachine, Codec):
         clear=True,
         # {"action":"notify"} is echoed once the audio queued before it has played [A26].
         mark_echo=True,
-        # Transfer is a REST call (PUT /v1/calls/{uuid} with an NCCO), not a socket message.
+        # Transfer is a REST call (PUT /v1/calls/{uuid}, action transfer, with an NCCO; S:
+        # the Voice API reference, not re-read here), never a socket message.
         transfer=False,
         # Hang-up is closing the socket (or REST); there is no hang-up message [V21].
         hangup_message=False,
@@ -361,6 +365,16 @@ class VonageCodec(CallStateMachine, Codec):
         # has played. 100 ms (5 frames) absorbs network jitter and keeps a barge-in short
         # even if a clear were slow or lost.
         lead_ms=100,
+        # Vonage documents the keys 0-9, * and # [V21]: the simulator sends only these (the
+        # engine's codec still reads any of the sixteen, should Vonage report one).
+        dtmf_keys=frozenset(_VONAGE_DIGITS),
+        # Every audio message is whole 20 ms frames [V21]: the engine's playout pads a
+        # playback's short tail to a frame (its ledger then counts the padding) and refuses
+        # a chunk_ms that is not a multiple of 20 at start-up. The codec pads too, as a
+        # safety net for a caller that bypasses the playout.
+        frame_ms=FRAME_MS,
+        # Vonage queues frames and plays them in order (up to 3072 [T26]): no clip is cut.
+        one_clip_in_flight=False,
     )
 
     def __init__(
@@ -637,7 +651,7 @@ class VonageCodec(CallStateMachine, Codec):
             self._carry = data[whole:]
             out = [data[at : at + frame] for at in range(0, whole, frame)]
         elif isinstance(event, Dtmf):
-            out = [self._encode_dtmf(event.digit)] if event.digit in _VONAGE_DIGITS else []
+            out = [self._encode_dtmf(event.digit)] if event.digit in self.capabilities.dtmf_keys else []
         elif isinstance(event, MarkEchoed):
             out = [dumps({"event": _NOTIFY_EVENT, "payload": {"name": event.name}})]
         else:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import attrs
 
 from ..errors import LocalProtocolError
-from ..events import DTMF_DIGITS, CallerAudio, CallStarted, CallStopped, Dtmf, Event
+from ..events import DTMF_DIGITS, CallerAudio, CallStarted, CallStopped, Dtmf, Event, MarkEchoed
 from ..protocols.base import Codec, WireMessage
 from ..protocols.registry import get_codec
 
@@ -115,8 +115,6 @@ class _QuirkyCodec(Codec):
             # the provider's application forwards key presses as text (any key it detects)
             caps = attrs.evolve(caps, dtmf_events=True, dtmf_keys=frozenset(DTMF_DIGITS))
         self.capabilities = caps
-        if "string-marks" in quirks:
-            setattr(inner, "mark_shape", "string")
 
     def __getattr__(self, name: str) -> Any:
         # everything else (stream_sid, call_id, state...) is the wrapped codec's; "inner"
@@ -168,6 +166,12 @@ class _QuirkyCodec(Codec):
                 second["start"]["call_sid"] = f"second-{event.call_id}"
                 out.insert(at + 1, _dumps(second))
             out[at:at] = early
+        elif isinstance(event, MarkEchoed) and "string-marks" in q:
+            # only the echo's shape changes: this peer still reads the engine's marks
+            for i, m in enumerate(out):
+                echo = json.loads(m)
+                echo["mark"] = event.name
+                out[i] = _dumps(echo)
         elif isinstance(event, CallerAudio) and out:
             self._media_sent += 1
             if "base64-line-breaks" in q:

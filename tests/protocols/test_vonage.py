@@ -94,6 +94,8 @@ def test_names_and_capabilities():
     caps = VonageCodec.capabilities
     assert (caps.clear, caps.mark_echo, caps.transfer, caps.hangup_message, caps.dtmf_events) == (True, True, False, False, True)
     assert (caps.inbound_rate, caps.outbound_rate, caps.chunk_ms, caps.lead_ms) == (16000, 16000, 20, 100)
+    assert caps.dtmf_keys == frozenset("0123456789*#") and caps.frame_ms == 20
+    assert (caps.one_clip_in_flight, caps.min_chunk_bytes) == (False, 0)
     assert FRAME_MS == 20 and VONAGE_RATES == (8000, 16000, 24000) and VONAGE_BUFFER_MESSAGES == 3072
 
 
@@ -629,7 +631,11 @@ engine_commands = st.one_of(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.dictionaries(st.sampled_from(["lang", "app", "n", "conversation_uuid"]), json_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["lang", "app", "n", "conversation_uuid"]),
+        json_values.filter(lambda v: "Infinity" not in json.dumps(v) and "NaN" not in json.dumps(v)),
+        max_size=3,
+    ),
     st.text(max_size=12),
     st.lists(provider_events, max_size=8),
     st.lists(engine_commands, max_size=8),
@@ -666,3 +672,109 @@ def test_all_sixteen_keys_are_read():
     codec = engine()
     for digit in DTMF_DIGITS:
         assert codec.receive(json.dumps({"event": "websocket:dtmf", "digit": digit})) == [Dtmf(digit)]
+
+
+# --- end to end: the engine's session and the simulated provider, in virtual time --------
+# (trio appears only here, in the test: the codec stays sans-I/O)
+
+
+async def run_call(agent, start=CALL, caller=None, **provider_options):
+    """Run one call of ``agent`` through CallSession against SimulatedProvider, both on
+    VonageCodec instances (the codec is not registered); ``caller(sim)`` runs beside."""
+    import trio
+
+    from callengine.call.session import CallSession
+    from callengine.call.transport import memory_transport_pair
+    from callengine.testing.provider import SimulatedProvider
+
+    engine_end, provider_end = memory_transport_pair()
+    session = CallSession(engine_end, agent, VonageCodec(Role.ENGINE))
+    sim = SimulatedProvider(provider_end, VonageCodec(Role.PROVIDER), start=start, **provider_options)
+    with trio.fail_after(60):  # virtual time: a stuck call fails at once instead of spinning
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sim.run)
+            if caller is not None:
+                nursery.start_soon(caller, sim)
+            report = await session.run()
+    return sim, report
+
+
+@pytest.mark.parametrize("rate", VONAGE_RATES)
+async def test_end_to_end_play_mark_dtmf_hangup(autojump_clock, rate):
+    import trio
+
+    from callengine.audio.generate import tone
+    from callengine.call.ledger import MarkState
+
+    seen = {}
+
+    async def agent(call):
+        seen["info"] = call.info
+        pb = await call.play(tone(440, 0.51, 16000), 16000)  # not a multiple of 20 ms: the tail is padded
+        mark = await call.mark("greeting")
+        seen["played"] = await pb.wait()
+        seen["mark"] = await mark.wait()
+        async for event in call:
+            if isinstance(event, Dtmf):
+                seen["digit"] = event.digit
+                break
+        await call.hangup()
+
+    async def caller(sim):
+        await trio.sleep(1.0)
+        await sim.press("7")
+
+    start = CallStarted(call_id="uuid-e2e", caller="+441", called="+442", sample_rate=rate, direction="inbound")
+    sim, report = await run_call(agent, start, caller)
+    assert seen["info"].call_id == "uuid-e2e" and seen["info"].wire_rate == rate
+    assert seen["digit"] == "7"
+    assert seen["mark"] is MarkState.REACHED and not seen["played"].interrupted
+    # every audio message was one whole 20 ms frame; the mark came back by notify once the
+    # audio, its tail padded to a frame, had played
+    assert sim.protocol_errors == []
+    assert all(len(cmd.pcm) == rate // 50 * 2 for _, cmd in sim.received if isinstance(cmd, PlayAudio))
+    assert sim.heard_seconds() == pytest.approx(0.52, abs=1e-6)
+    assert [name for _, name in sim.marks_received] == ["greeting"] == [name for _, name in sim.marks_echoed]
+    assert sim.marks_echoed[0][0] == pytest.approx(0.52, abs=1e-6)
+    assert report.stats.mark_echoes == 1 and report.stats.mark_fallbacks == 0
+    # hang-up is the engine closing the socket, normally; no message
+    assert report.end_cause == "hangup" and sim.closed_code == 1000
+    assert not any(isinstance(cmd, Hangup) for _, cmd in sim.received)
+
+
+async def test_end_to_end_clear_on_barge_in_by_the_agent(autojump_clock):
+    import trio
+
+    from callengine.audio.generate import tone
+
+    results = {}
+
+    async def agent(call):
+        pb = await call.play(tone(440, 2.0, 16000), 16000)
+        await trio.sleep(0.5)
+        results["cut"] = await call.clear()
+        results["played"] = await pb.wait()
+
+    sim, report = await run_call(agent)
+    assert results["played"].interrupted and results["played"].played_ms == pytest.approx(500, abs=20)
+    assert len(sim.clears) == 1
+    assert sim.heard_seconds() == pytest.approx(0.5, abs=0.03)
+    assert json.loads(next(m for _, m in sim.control_messages if isinstance(m, str))) == {"action": "clear"}
+    assert report.end_cause == "agent_returned"
+
+
+async def test_end_to_end_caller_hangs_up_by_closing(autojump_clock):
+    import trio
+
+    async def agent(call):
+        async for _ in call:
+            pass
+
+    async def caller(sim):
+        await trio.sleep(0.5)
+        await sim.stop()
+
+    sim, report = await run_call(agent, caller=caller)
+    assert report.call_id == "uuid-1" and report.caller == "447700900123"
+    assert report.stats.unknown_messages == 0 and report.stats.audio_in_s == pytest.approx(0.5, abs=0.03)
+    assert report.end_cause in ("provider_stop", "disconnected")
