@@ -7,6 +7,7 @@ loopback.
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from typing import Any
@@ -72,7 +73,7 @@ class FakeAPI:
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     async def start(self, nursery: trio.Nursery) -> str:
-        listeners = await nursery.start(trio.serve_tcp, self._handle, 0, "127.0.0.1")
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
         self.port = listeners[0].socket.getsockname()[1]
         return self.base_url
 
