@@ -100,6 +100,7 @@ async def test_a_transfer_that_may_have_arrived_is_not_repeated(api: FakeAPI) ->
 
 async def test_a_refused_connection_is_retried_even_for_place_call(caplog: pytest.LogCaptureFixture) -> None:
     # a port nobody listens on: the request never leaves, so trying again is harmless
+    caplog.set_level(logging.INFO, logger="callengine.control")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
