@@ -24,6 +24,7 @@ import abc
 import json
 import logging
 import math
+import re
 import time
 from typing import Any, Iterable, Literal, Mapping
 
@@ -44,6 +45,29 @@ __all__ = [
 ]
 
 log = logging.getLogger("callengine.control")
+
+
+class _MaskAccountInUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; Plivo's and Exotel's paths carry the account
+    id that is also the Basic-auth user name (Twilio's the Account SID): mask that segment.
+    No token is ever in a URL, so this is the only part of httpx's line to hide."""
+
+    _ACCOUNT = re.compile(r"(/Accounts?/)[^/\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._mask(a) for a in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {k: self._mask(v) for k, v in record.args.items()}
+        record.msg = self._mask(record.msg)
+        return True
+
+    def _mask(self, value: object) -> object:
+        # only text changes; numbers stay numbers for %d
+        return self._ACCOUNT.sub(r"\1***", str(value)) if not isinstance(value, (int, float)) else value
+
+
+logging.getLogger("httpx").addFilter(_MaskAccountInUrls())
 
 #: What :meth:`ProviderControl.hangup` reports: the provider ended the call now, or says
 #: the call had already ended (Twilio 404/20404, Plivo 404, Telnyx 422/90018, Vonage 404).

@@ -62,7 +62,7 @@ class ExotelControl(ProviderControl):
         self.config = config
 
     def _secrets(self) -> tuple[str, ...]:
-        return (self.config.api_token,)
+        return (self.config.api_token, self.config.api_key)
 
     def _auth(self) -> httpx.Auth:
         return httpx.BasicAuth(self.config.api_key, self.config.api_token)

@@ -67,7 +67,8 @@ class PlivoControl(ProviderControl):
         self.config = config
 
     def _secrets(self) -> tuple[str, ...]:
-        return (self.config.auth_token,)
+        # the auth id is the Basic-auth user name: not quoted either
+        return (self.config.auth_token, self.config.auth_id)
 
     def _auth(self) -> httpx.Auth | None:
         return httpx.BasicAuth(self.config.auth_id, self.config.auth_token)

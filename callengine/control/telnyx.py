@@ -64,7 +64,8 @@ class TelnyxControl(ProviderControl):
 
     def _action(self, ids: CallIds, action: str) -> str:
         self._check_provider(ids)
-        return f"/v2/calls/{urllib.parse.quote(ids.call_id, safe='')}/actions/{action}"
+        # the v3: prefix keeps its colon, as Telnyx prints ids in paths; anything else is escaped
+        return f"/v2/calls/{urllib.parse.quote(ids.call_id, safe=':')}/actions/{action}"
 
     async def hangup(self, ids: CallIds) -> HangupOutcome:
         status, body = await self._request(

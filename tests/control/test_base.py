@@ -34,6 +34,7 @@ SID, TOKEN = "AC00000000000000000000000000000000", "twilio-SECRET-token-abcdef"
 CALL = "CA99"
 CALL_PATH = f"/2010-04-01/Accounts/{SID}/Calls/{CALL}.json"
 IDS = CallIds("twilio", CALL, SID)
+PLIVO_ID = "MAplivoAUTHID0001"  # Plivo's Basic-auth user name, also in its paths
 
 
 def twilio(base_url: str, http: HttpSettings = FAST) -> TwilioControl:
@@ -128,16 +129,16 @@ async def test_no_credential_in_any_log_line_or_message(api: FakeAPI, caplog: py
     caplog.set_level(logging.DEBUG)
     # a provider that quotes what it was sent must not make us quote the secret
     api.route("POST", CALL_PATH, Reply(401, {"code": 20003, "message": f"bad token {TOKEN}"}))
-    api.route("DELETE", "/v1/Account/MAID/Call/u1/", Reply(503, {"error": "down"}))
+    api.route("DELETE", f"/v1/Account/{PLIVO_ID}/Call/u1/", Reply(503, {"error": f"down for {PLIVO_ID}"}))
     api.route("POST", "/v2/calls/c1/actions/hangup", Reply(drop=True))
-    secrets = [TOKEN, "plivo-SECRET-zz", "telnyx-SECRET-key"]
+    secrets = [TOKEN, "plivo-SECRET-zz", "telnyx-SECRET-key", PLIVO_ID]
     errors: list[str] = []
     async with twilio(api.base_url) as c:
         with pytest.raises(ProviderAPIError) as info:
             await c.hangup(IDS)
         errors.append(str(info.value))
         assert "***" in info.value.provider_message
-    async with PlivoControl(PlivoConfig("MAID", secrets[1]), base_url=api.base_url, http=FAST) as p:
+    async with PlivoControl(PlivoConfig(PLIVO_ID, secrets[1]), base_url=api.base_url, http=FAST) as p:
         with pytest.raises(ProviderAPIError) as info:
             await p.hangup(CallIds("plivo", "u1"))
         errors.append(str(info.value))
@@ -147,6 +148,7 @@ async def test_no_credential_in_any_log_line_or_message(api: FakeAPI, caplog: py
         errors.append(str(info.value))
     logged = [r.getMessage() for r in caplog.records]
     assert any("retrying" in line for line in logged) and any("failed" in line for line in logged)
+    assert any(line.startswith("HTTP Request: DELETE") and "/Account/***/Call/u1/" in line for line in logged)  # httpx's own line
     for text in logged + errors:
         for secret in secrets:
             assert secret not in text, text
