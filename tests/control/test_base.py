@@ -3,6 +3,7 @@ credential in any log line or message, credentials from the environment."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -64,6 +65,30 @@ def test_a_plain_trio_run_with_no_test_plugin() -> None:
         return outcome, len(fake.requests)
 
     assert trio.run(main) == ("already-ended", 1)
+
+
+# the first run's client is dropped unclosed, as its loop is gone: its socket warns when collected
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_one_control_in_two_trio_runs() -> None:
+    """A control kept across trio.run calls without aclose() makes a new client in the new
+    loop instead of reusing the old loop's connections (which would fail)."""
+    control = twilio("http://127.0.0.1:1")
+
+    async def once() -> str:
+        async with trio.open_nursery() as nursery:
+            fake = FakeAPI()
+            await fake.start(nursery)
+            fake.route("POST", CALL_PATH, Reply(200, {"sid": CALL}))
+            control.base_url = fake.base_url
+            outcome = await control.hangup(IDS)
+            nursery.cancel_scope.cancel()
+        return outcome
+
+    assert trio.run(once) == "ended"
+    assert trio.run(once) == "ended"
+    trio.run(control.aclose)
+    gc.collect()  # the dropped client's socket warns here, under this test's filters
 
 
 async def test_idempotent_hangup_is_retried_after_a_dropped_connection_and_503(api: FakeAPI) -> None:
