@@ -28,6 +28,8 @@ from callengine.control import (
     missing_credentials,
 )
 
+from callengine.events import CallStarted
+
 from .conftest import FAST
 from .httpserver import FakeAPI, Reply
 
@@ -201,6 +203,8 @@ def test_from_env_and_missing_credentials() -> None:
 def test_ids_from_the_start_messages() -> None:
     twilio_start = {"event": "start", "start": {"accountSid": "AC1", "callSid": "CA1", "streamSid": "MZ1"}}
     assert ids_from_start("twilio", twilio_start) == CallIds("twilio", "CA1", "AC1")
+    started = CallStarted(call_id="CA1", raw=twilio_start)  # what the engine holds: a FrozenDict
+    assert ids_from_start("twilio", started.raw) == CallIds("twilio", "CA1", "AC1")
     assert ids_from_start("plivo", {"event": "start", "start": {"callId": "u-1", "streamId": "s"}}) == CallIds("plivo", "u-1")
     assert ids_from_start("vobiz", {"event": "start", "start": {"callId": "u-2"}}) == CallIds("vobiz", "u-2")
     assert ids_from_start("telnyx", {"event": "start", "stream_id": "x", "start": {"call_control_id": "v3:c"}}) == CallIds("telnyx", "v3:c")
