@@ -44,7 +44,7 @@ __all__ = [
     "split_target",
 ]
 
-log = logging.getLogger("callengine.control")
+log: logging.Logger = logging.getLogger("callengine.control")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -81,8 +81,8 @@ class ProviderControl(abc.ABC):
         http: HttpSettings | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.base_url = (base_url or self.default_base_url).rstrip("/")
-        self.http = http or HttpSettings()
+        self.base_url: str = (base_url or self.default_base_url).rstrip("/")
+        self.http: HttpSettings = http or HttpSettings()
         self._client = client
         self._owns_client = client is None
         self._client_token: trio.lowlevel.TrioToken | None = None

@@ -59,7 +59,7 @@ class ExotelControl(ProviderControl):
             host = config.subdomain.strip().removeprefix("https://").removeprefix("http://").strip("/")
             kwargs["base_url"] = f"https://{host}"
         super().__init__(**kwargs)
-        self.config = config
+        self.config: ExotelConfig = config
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.config.api_token, self.config.api_key)

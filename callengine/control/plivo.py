@@ -64,7 +64,7 @@ class PlivoControl(ProviderControl):
 
     def __init__(self, config: PlivoConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
+        self.config: PlivoConfig = config
 
     def _secrets(self) -> tuple[str, ...]:
         # the auth id is the Basic-auth user name: not quoted either

@@ -54,7 +54,7 @@ class TelnyxControl(ProviderControl):
 
     def __init__(self, config: TelnyxConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
+        self.config: TelnyxConfig = config
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.config.api_key,)

@@ -58,7 +58,7 @@ class TwilioControl(ProviderControl):
 
     def __init__(self, config: TwilioConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
+        self.config: TwilioConfig = config
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.config.auth_token,)

@@ -67,7 +67,7 @@ class VonageControl(ProviderControl):
 
     def __init__(self, config: VonageConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
+        self.config: VonageConfig = config
         self._key: Any = None
 
     def _secrets(self) -> tuple[str, ...]:
