@@ -116,7 +116,11 @@ def from_env(
 ) -> ProviderControl | None:
     """The provider's control with credentials from the environment, or None when the
     provider has no REST control here or its credentials are not all set (the engine then
-    ends calls by closing the socket). ``base_url`` overrides the API's address."""
+    ends calls by closing the socket). ``base_url`` overrides the API's address.
+
+    Raises ControlConfigError only when a credential is set but unusable (a
+    VONAGE_PRIVATE_KEY_PATH that cannot be read): a mistake to report, not a default.
+    """
     if provider not in _BUILDERS:
         return None
     env = os.environ if environ is None else environ

@@ -222,7 +222,8 @@ class ProviderControl(abc.ABC):
             lowered = {str(k).lower(): v for k, v in node.items()}
             node = lowered.get(key.lower())
         if not isinstance(node, str) or not node:
-            raise self._error(operation, status, f"the answer has no {'.'.join(path)}")
+            # the provider said yes: the call may well exist, so say that rather than "failed" alone
+            raise self._error(operation, status, f"accepted, but the answer has no {'.'.join(path)} (the call may have been placed)")
         return node
 
     def _backoff(self, attempt: int) -> float:

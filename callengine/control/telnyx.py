@@ -91,6 +91,8 @@ class TelnyxControl(ProviderControl):
     async def place_call(self, to: str, from_: str, stream_url: str, custom: Mapping[str, str] | None = None) -> str:
         if not self.config.connection_id:
             raise ControlConfigError("telnyx: placing a call needs the Call Control connection id (TELNYX_CONNECTION_ID)")
+        if not stream_url.lower().startswith(("wss://", "ws://")):
+            raise ControlConfigError("telnyx: the stream URL must be wss:// (Telnyx's stream_url)")
         body = {
             "connection_id": self.config.connection_id,
             "to": to,

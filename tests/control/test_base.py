@@ -15,6 +15,7 @@ from callengine.control import (
     ENV_VARS,
     PROVIDERS,
     CallIds,
+    ControlConfigError,
     HttpSettings,
     PlivoConfig,
     PlivoControl,
@@ -224,3 +225,18 @@ def test_settings_are_validated() -> None:
         HttpSettings(deadline_s=float("inf"))
     with pytest.raises(ValueError):
         HttpSettings(retries=-1)
+
+
+async def test_place_call_for_code(api: FakeAPI) -> None:
+    import callengine.control
+
+    api.route("POST", f"/2010-04-01/Accounts/{SID}/Calls.json", Reply(201, {"sid": "CAcode"}))
+    env = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN}
+    sid = await callengine.control.place_call(
+        "twilio", to="+919800000001", from_="+14155550100", stream_url="wss://bot/twilio", custom={"k": "v"}, environ=env, base_url=api.base_url
+    )
+    assert sid == "CAcode" and api.requests[0].form()["To"] == "+919800000001"
+    with pytest.raises(ControlConfigError, match="set TWILIO_AUTH_TOKEN"):
+        await callengine.control.place_call("twilio", to="1", from_="2", stream_url="wss://b", environ={"TWILIO_ACCOUNT_SID": SID})
+    with pytest.raises(ControlConfigError, match="no outbound-call API"):
+        await callengine.control.place_call("knowlarity", to="1", from_="2", stream_url="wss://b", environ={})

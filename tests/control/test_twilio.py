@@ -97,3 +97,12 @@ async def test_ids_of_another_provider_are_refused(api: FakeAPI) -> None:
         with pytest.raises(ValueError, match="plivo"):
             await c.hangup(CallIds("plivo", "x"))
     assert api.requests == []
+
+
+async def test_an_accepted_call_without_a_sid_says_it_may_exist(api: FakeAPI) -> None:
+    api.route("POST", f"/2010-04-01/Accounts/{SID}/Calls.json", Reply(201, {"status": "queued"}))
+    async with control(api) as c:
+        with pytest.raises(ProviderAPIError) as info:
+            await c.place_call("+1", "+2", "wss://bot")
+    assert info.value.status == 201 and "may have been placed" in str(info.value)
+    assert len(api.requests) == 1

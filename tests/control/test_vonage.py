@@ -119,4 +119,6 @@ def test_from_env_reads_the_key_text_or_file(tmp_path: object, keypair: tuple[st
     assert isinstance(c2, VonageControl)
     verified_claims("Bearer " + c2.token(), public)
     assert from_env("vonage", {"VONAGE_APPLICATION_ID": APP}) is None
+    with pytest.raises(ControlConfigError, match="VONAGE_PRIVATE_KEY_PATH"):
+        from_env("vonage", {"VONAGE_APPLICATION_ID": APP, "VONAGE_PRIVATE_KEY_PATH": str(path) + ".missing"})
     assert pem not in repr(c2.config) and "PRIVATE" not in repr(c2.config)
