@@ -449,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning")
     p.set_defaults(func=_cmd_demo)
 
+    from .cli_call import add_call_parser
+
+    add_call_parser(sub)
     try:
         from .testing.load import add_load_parser
     except ImportError:
