@@ -151,6 +151,7 @@ from .base import Capabilities, Codec, Role, WireMessage
 __all__ = [
     "VonageCodec",
     "parse_content_type",
+    "looks_like_vonage",
     "cleared_event",
     "FRAME_MS",
     "VONAGE_RATES",
@@ -185,6 +186,24 @@ _MARK_KEYS = ("name", "mark")
 _VONAGE_DIGITS = "0123456789*#"
 
 _MAX_TEXT_CHARS = 1024 * 1024
+
+
+def looks_like_vonage(message: object) -> bool:
+    """Whether the first message of a connection is Vonage's: a JSON object text frame with
+    a top-level ``content-type`` of ``audio/l16...`` (both documented shapes), or a
+    top-level ``"event": "websocket:connected"``. (Knowlarity's Verloop metadata nests
+    its ``websocket:connected`` inside ``metadata`` and has no content-type.) For the
+    registry's ``detect_provider``, checked before the Knowlarity rule: a Vonage first
+    message whose NCCO headers include ``uuid`` would otherwise pass for Knowlarity's."""
+    if not isinstance(message, str) or len(message) > _MAX_TEXT_CHARS:
+        return False
+    value = _loads_or_none(message.lstrip("\ufeff"))
+    if not isinstance(value, dict):
+        return False
+    if value.get("event") == _HELLO:
+        return True
+    _, content_type = _content_type_of(value)
+    return isinstance(content_type, str) and content_type.strip().lower().startswith(_MEDIA_TYPE)
 
 
 def cleared_event() -> UnknownMessage:

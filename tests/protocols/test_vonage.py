@@ -33,6 +33,7 @@ from callengine.protocols.vonage import (
     VONAGE_RATES,
     VonageCodec,
     cleared_event,
+    looks_like_vonage,
     parse_content_type,
 )
 
@@ -119,6 +120,30 @@ def test_default_rate_shadows_the_class_capabilities():
     assert (codec.capabilities.inbound_rate, codec.capabilities.outbound_rate) == (8000, 8000)
     assert VonageCodec.capabilities.inbound_rate == 16000
     assert VonageCodec().capabilities is VonageCodec.capabilities
+
+
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        (DOC_FIRST, True),
+        (NEXMO_FIRST, True),
+        (json.dumps(WITH_UUID), True),
+        ("\ufeff" + DOC_FIRST, True),
+        ('{"event":"websocket:connected"}', True),
+        ('{"Content-Type":"audio/L16;rate=8000"}', True),
+        # Knowlarity (Verloop): websocket:connected nested in metadata, no content-type
+        (json.dumps({"uuid": "u", "sample_rate": 16000, "metadata": {"event": "websocket:connected"}}), False),
+        ('{"event":"connected","protocol":"Call","version":"1.0.0"}', False),  # Twilio/Awaaz
+        ('{"content-type":"application/json"}', False),
+        ('{"content-type":16000}', False),
+        ("not json", False),
+        ("[1]", False),
+        (DOC_FIRST.encode(), False),  # a binary frame is never the first message
+        (pcm(20), False),
+    ],
+)
+def test_looks_like_vonage(message, expected):
+    assert looks_like_vonage(message) is expected
 
 
 # --- ENGINE: receiving the documented messages -------------------------------------------
