@@ -64,6 +64,10 @@ The codec reads the call id from ``call_uuid`` (then ``uuid``, ``callUuid``,
 ``caller-id``, ``caller_id``), the called number from ``to`` (``called``), the direction
 from ``direction``; ``conversation_uuid`` stays in ``custom`` and is also exposed as
 :attr:`VonageCodec.conversation_uuid`. Without a uuid header ``call_id`` is ``""``.
+(``callengine.control.ids_from_start`` reads ``call_uuid`` or ``uuid`` from the raw first
+message: use one of those two.) An outbound call placed with an inline NCCO (``POST
+/v1/calls``) learns its uuid only from the 201 response, after the NCCO was sent, so its
+first message cannot carry it: correlate with a header of your own instead (I).
 
 Decisions where the documentation is silent:
 
