@@ -803,3 +803,17 @@ async def test_end_to_end_caller_hangs_up_by_closing(autojump_clock):
     assert report.call_id == "uuid-1" and report.caller == "447700900123"
     assert report.stats.unknown_messages == 0 and report.stats.audio_in_s == pytest.approx(0.5, abs=0.03)
     assert report.end_cause in ("provider_stop", "disconnected")
+
+
+def test_engine_refuses_a_chunk_that_is_not_whole_frames():
+    from callengine.call.config import CallConfig
+
+    assert CallConfig(chunk_ms=40).pacing(VonageCodec.capabilities, "vonage").chunk_s == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="20 ms frames"):
+        CallConfig(chunk_ms=30).pacing(VonageCodec.capabilities, "vonage")
+
+
+@FUZZ
+@given(wire)
+def test_looks_like_vonage_never_raises(message):
+    assert looks_like_vonage(message) in (True, False)
