@@ -61,7 +61,7 @@ def route(config: "ServerConfig", request: "UpgradeRequest") -> "tuple[str | Non
         return provider, None
     if bare in config.detect_paths or bare.rstrip("/") in config.detect_paths:
         return None, None
-    raise Rejection(404, "unknown path: use /awaaz or /knowlarity")
+    raise Rejection(404, f"unknown path: use a provider's path ({', '.join('/' + name for name in CODECS)}) or a route")
 
 
 def offered_token(target: str, headers: "list[tuple[bytes, bytes]]") -> str | None:

@@ -50,7 +50,7 @@ from .loopwatch import run_loop_watchdog
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics, run_loop_lag_probe
 from .protocols.base import Role
 from .events import FrozenDict
-from .protocols.registry import CODECS, create_codec, detect_provider
+from .protocols.registry import CODECS, create_codec, explain_provider, needs_more
 from .redact import redact_headers, redact_text
 from .registry import SessionRegistry, StuckAgent
 from .routing import Rejection, offered_token, route, shown_path
@@ -511,23 +511,28 @@ class CallServer:
         cfg = self.config
         pending = []
         if provider is None:
+            # the first message, and a second where the first says too little (a bare
+            # "connected": Awaaz, Exotel and Smartflo open alike), within the handshake time
             try:
                 with trio.fail_after(cfg.handshake_timeout_s):
-                    first = await transport.get_message()
+                    pending.append(await transport.get_message())
+                    provider, why = explain_provider(*pending)
+                    if provider is None and needs_more(why):
+                        pending.append(await transport.get_message())
+                        provider, why = explain_provider(*pending)
             except (trio.TooSlowError, TransportClosed) as exc:
-                log.warning("no first message from %s on %s: %s", remote, path, type(exc).__name__)
+                log.warning("no start message from %s on %s: %s", remote, path, type(exc).__name__)
                 with trio.move_on_after(cfg.call.close_timeout_s, shield=True):
                     await transport.aclose(CloseCode.POLICY_VIOLATION, "no start message")
                 return
-            provider = detect_provider(first)
             if provider is None:
                 self.counters["rejected"] += 1
                 self.rejections["unknown_provider"] = self.rejections.get("unknown_provider", 0) + 1
-                log.warning("could not tell the provider from the first message from %s on %s", remote, path)
+                log.warning("could not tell the provider from the first message from %s on %s: %s", remote, path, why)
                 with trio.move_on_after(cfg.call.close_timeout_s, shield=True):
-                    await transport.aclose(CloseCode.POLICY_VIOLATION, "unknown provider: use /awaaz or /knowlarity")
+                    await transport.aclose(CloseCode.POLICY_VIOLATION, "unknown provider: route the path to a provider (e.g. /twilio, /awaaz, /knowlarity)")
                 return
-            pending.append(first)
+            (log.warning if why.startswith("ambiguous") else log.info)("provider %s detected for %s on %s: %s", provider, remote, path, why)
         self.counters["calls"] += 1
         self.metrics.call_started(provider)
         codec = create_codec(provider, Role.ENGINE, **cfg.options_for(provider, via))

@@ -11,15 +11,28 @@ from ..errors import ProtocolError
 from .awaaz import AwaazCodec
 from .base import Codec, Role, WireMessage
 from .awaaz_legacy import LegacyAwaazCodec
+from .exotel import ExotelCodec
 from .knowlarity import KnowlarityCodec, _split_json_texts, parse_metadata
+from .plivo import PlivoCodec, VobizCodec
+from .smartflo import SmartfloCodec
+from .telnyx import TelnyxCodec
+from .twilio import TwilioCodec
+from .vonage import VonageCodec, parse_content_type
 
-__all__ = ["CODECS", "get_codec", "create_codec", "detect_provider", "explain_provider", "provider_from_path"]
+__all__ = ["CODECS", "get_codec", "create_codec", "detect_provider", "explain_provider", "explain_json_event", "needs_more", "provider_from_path"]
 
 #: Provider name -> codec class.
 CODECS: dict[str, type[Codec]] = {
     "awaaz": AwaazCodec,
     "knowlarity": KnowlarityCodec,
     "awaaz-legacy": LegacyAwaazCodec,
+    "twilio": TwilioCodec,
+    "exotel": ExotelCodec,
+    "plivo": PlivoCodec,
+    "vobiz": VobizCodec,
+    "smartflo": SmartfloCodec,
+    "telnyx": TelnyxCodec,
+    "vonage": VonageCodec,
 }
 
 # Events an Awaaz socket can open with ("connected" may come before or after "start";
@@ -62,10 +75,10 @@ def create_codec(name: str, role: Role | str = Role.ENGINE, **options: Any) -> C
     return get_codec(name)(Role(role), **options)
 
 
-def detect_provider(message: WireMessage) -> str | None:
-    """The provider from the first message of a connection, or None if unsure; logs why
-    (see :func:`explain_provider` for the rules)."""
-    provider, why = explain_provider(message)
+def detect_provider(message: WireMessage, *more: WireMessage) -> str | None:
+    """The provider from the first message of a connection (and the next, where the
+    first says too little), or None if unsure; logs why (see :func:`explain_provider`)."""
+    provider, why = explain_provider(message, *more)
     if provider is None:
         log.info("no provider detected: %s", why)
     elif why.startswith("ambiguous"):
@@ -75,8 +88,12 @@ def detect_provider(message: WireMessage) -> str | None:
     return provider
 
 
-def explain_provider(message: WireMessage) -> tuple[str | None, str]:
+def explain_provider(message: WireMessage, *more: WireMessage) -> tuple[str | None, str]:
     """(the provider the first message of a connection is from, or None; why).
+
+    A bare ``{"event":"connected"}`` says too little: Awaaz, Exotel and Smartflo open with
+    the same one. Then the next message (``more``) decides; without one the answer is None
+    and the reason starts with "a bare 'connected'" (:func:`needs_more`).
 
     The message is read as the engine's codecs read it: a UTF-8 BOM is dropped, JSON text
     in a binary frame is read as text (Awaaz peers send that), and of several JSON texts
@@ -117,11 +134,20 @@ def explain_provider(message: WireMessage) -> tuple[str | None, str]:
     if isinstance(value, dict):
         event = value.get("event")
         if isinstance(event, str) and event in _AWAAZ_FIRST_EVENTS:
-            start = value.get("start")
-            places = [value, start] if isinstance(start, dict) else [value]
-            if any(key in place for place in places for key in _CAMEL_CASE_IDS):
-                return None, f"a {event!r} event with camelCase ids (Twilio or Plivo, not spoken here)"
-            return "awaaz", f"a JSON {event!r} event{joined}" + (" in a binary frame" if binary else "")
+            provider, why = explain_json_event(value)
+            following = list(texts[1:]) + list(more)  # joined texts come first
+            if provider is None and following:
+                provider, then = explain_provider(*following)
+                return provider, f"{then}, after a bare 'connected'"
+            where = joined + (" in a binary frame" if binary else "")
+            return provider, why + where
+    if isinstance(value, dict) and isinstance(value.get("content-type"), str) and value["content-type"].strip().lower().startswith("audio/l16"):
+        # Vonage's first message: the NCCO's headers and the content-type, always present
+        # (Knowlarity's metadata has none; its websocket:connected hello is nested)
+        rate, given = parse_content_type(value["content-type"], 16000)
+        return "vonage", f"a Vonage first message (content-type {value['content-type']!r:.40}){joined}; " + (
+            f"{rate} Hz from it" if given else "no rate in it: Vonage's 16000 Hz default"
+        )
     if binary:
         # mod_audio_fork sends its metadata as text; its binary frames are audio
         return None, "JSON in a binary frame that is not an Awaaz event"
@@ -152,6 +178,46 @@ def explain_provider(message: WireMessage) -> tuple[str | None, str]:
         )
         return "knowlarity", f"ambiguous mod_audio_fork metadata (keys {', '.join(sorted(keys & _FORK_KEYS))}, none only Knowlarity's); taken as Knowlarity{joined}; {where}"
     return None, "metadata with no call id, rate or Knowlarity key"
+
+#: where each JSON-event provider puts the stream id at the top level of its messages
+_SID_KEYS = {"streamSid": "twilio", "stream_sid": "awaaz", "stream_id": "telnyx", "streamId": "plivo"}
+
+
+def explain_json_event(value: dict) -> tuple[str | None, str]:
+    """(provider, why) for the first JSON event of a connection (``connected``, ``start``
+    or ``media``). A bare ``connected`` says too little (Awaaz, Exotel and Smartflo send the
+    same one): (None, "a bare 'connected' ...") and the caller reads the next message.
+    Twilio and Smartflo send the same start, as Plivo and Vobiz do: the first of each pair
+    is taken and the reason says to route the other by its path."""
+    event = value.get("event")
+    raw_start = value.get("start")
+    start: dict = raw_start if isinstance(raw_start, dict) else {}
+    if event == "connected":
+        if value.get("protocol") == "Call":
+            return "twilio", "Twilio's connected event (protocol Call)"
+        if "version" in value and len(value) == 2:
+            return "telnyx", "Telnyx's connected event (event and version only)"
+        return None, "a bare 'connected' event: Awaaz, Exotel and Smartflo all open with it; the next message decides"
+    if "call_control_id" in start or "stream_id" in value:
+        return "telnyx", "a Telnyx start (stream_id, call_control_id)"
+    if "streamId" in start or "callId" in start:
+        return "plivo", "a Plivo start (streamId, callId; Vobiz sends the same: route it by /vobiz)"
+    if "streamSid" in start or "callSid" in start or "accountSid" in start:
+        return "twilio", "a Twilio start (streamSid, callSid; Tata Smartflo sends the same: route it by /smartflo)"
+    if "account_sid" in start:
+        return "exotel", "an Exotel start (stream_sid, call_sid, account_sid)"
+    if event == "start":
+        return "awaaz", "an Awaaz start (stream_sid without account_sid)"
+    for key, provider in _SID_KEYS.items():
+        if key in value:
+            return provider, f"a {event!r} event with {key} at the top level"
+    return "awaaz", f"a JSON {event!r} event"
+
+
+def needs_more(why: str) -> bool:
+    """Whether :func:`explain_provider`'s reason asks for the connection's next message."""
+    return why.startswith("a bare 'connected'")
+
 
 def provider_from_path(path: str) -> str | None:
     """The provider named by a segment of a URL path, e.g. ``/vaani/knowlarity/setup-call-streams``.

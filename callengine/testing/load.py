@@ -88,6 +88,52 @@ _CHECK = 0x2AAA
 _MARKER_BYTES = 8
 
 
+class _Marker:
+    """Writes and reads the per-frame marker. Over PCM16 the samples come back bit for bit:
+    magic, sequence number, check. Over G.711 (Twilio, Smartflo, Telnyx: mu-law or A-law on
+    the wire) only the codec's 256 levels survive, so the marker is written in them: two
+    extreme levels as the magic, then the sequence number and its check, four bits per
+    sample. The tone peaks far below the extremes, so it never looks like a marker."""
+
+    def __init__(self, encoding: str) -> None:
+        self.lossy = encoding in ("mulaw", "alaw")
+        if not self.lossy:
+            self.magic, self.size = _MAGIC, _MARKER_BYTES
+            return
+        from ..audio.g711 import alaw2lin, lin2alaw, lin2ulaw, ulaw2lin
+
+        decode, encode = (ulaw2lin, lin2ulaw) if encoding == "mulaw" else (alaw2lin, lin2alaw)
+        levels = np.frombuffer(decode(bytes(range(256))), dtype="<i2")
+        exact = [int(v) for c, v in enumerate(levels) if encode(struct.pack("<h", int(v)))[0] == c]
+        exact = sorted(set(exact))
+        self.magic = struct.pack("<hh", exact[-1], exact[0])
+        # sixteen levels well inside the range for the nibbles
+        middle = [v for v in exact if abs(v) > 64 and abs(v) < 8000]
+        self.nibbles = middle[:: max(1, len(middle) // 16)][:16]
+        self.nibble_of = {v: i for i, v in enumerate(self.nibbles)}
+        self.size = 4 + 16  # magic, four nibbles of seq, four of its check
+
+    def make(self, seq: int) -> bytes:
+        if not self.lossy:
+            return _MAGIC + struct.pack("<hh", seq, seq ^ _CHECK)
+        check = (seq ^ _CHECK) & 0xFFFF
+        digits = [(seq >> s) & 15 for s in (12, 8, 4, 0)] + [(check >> s) & 15 for s in (12, 8, 4, 0)]
+        return self.magic + struct.pack("<8h", *(self.nibbles[d] for d in digits))
+
+    def read(self, data: bytes, i: int) -> int | None:
+        """The sequence number of the marker at byte ``i`` (its magic), if it checks."""
+        if not self.lossy:
+            seq, check = struct.unpack_from("<hh", data, i + 4)
+            return seq if check == seq ^ _CHECK else None
+        try:
+            digits = [self.nibble_of[v] for v in struct.unpack_from("<8h", data, i + 4)]
+        except KeyError:
+            return None
+        seq = (digits[0] << 12) | (digits[1] << 8) | (digits[2] << 4) | digits[3]
+        check = (digits[4] << 12) | (digits[5] << 8) | (digits[6] << 4) | digits[7]
+        return seq if check == (seq ^ _CHECK) & 0xFFFF else None
+
+
 class LoadError(Exception):
     """The load cannot be run as asked (bad URL, non-loopback host, over a cap)."""
 
@@ -373,6 +419,8 @@ class LoadGenerator:
         # VAD sees; the phase restarts every frame.
         amp = 32767 * 10 ** (config.tone_dbfs / 20)
         self._tone = (amp * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+        probe = create_codec(config.provider, Role.PROVIDER)
+        self.marker = _Marker(getattr(probe, "encoding", "pcm16"))
         self.calls = [_Call(i) for i in range(config.calls)]
         self.handshake_errors: dict[str, int] = {}
         # One ticker task releases the senders, instead of a timer per call and frame: a
@@ -387,7 +435,8 @@ class LoadGenerator:
         self._t0 = 0.0
 
     def frame(self, seq: int) -> bytes:
-        return _MAGIC + struct.pack("<hh", seq, seq ^ _CHECK) + self._tone[_MARKER_BYTES:]
+        marker = self.marker.make(seq)
+        return marker + self._tone[len(marker):]
 
     async def run(self) -> LoadResult:
         cfg = self.config
@@ -579,19 +628,20 @@ class LoadGenerator:
         pcm = ev.pcm
         data = call.tail + pcm if call.tail else pcm
         n_sent = len(call.sent_at)
-        i = data.find(_MAGIC)
+        marker = self.marker
+        i = data.find(marker.magic)
         while i != -1:
-            if i % 2 == 0 and i + _MARKER_BYTES <= len(data):
-                seq, check = struct.unpack_from("<hh", data, i + 4)
-                if check == seq ^ _CHECK and 0 <= seq < n_sent:
+            if i % 2 == 0 and i + marker.size <= len(data):
+                seq = marker.read(data, i)
+                if seq is not None and 0 <= seq < n_sent:
                     if seq in call.echo_at:
                         call.duplicates += 1
                     else:
                         call.echo_at[seq] = now
-            i = data.find(_MAGIC, i + 2)
+            i = data.find(marker.magic, i + 2)
         # keep a partial marker cut by the end of this message for the next one
         # (whole samples only, so the parity check above stays aligned with the stream)
-        call.tail = data[-(_MARKER_BYTES - 2):]
+        call.tail = data[-(marker.size - 2):]
         if call.done_sending and len(call.echo_at) >= n_sent:
             call.expect_until.set()
 

@@ -31,15 +31,16 @@ CALLID = {"ivr_data": "{}", "callid": "c", "virtual_number": "2", "customer_numb
 def test_codecs_table():
     from callengine.protocols import LegacyAwaazCodec
 
-    assert CODECS == {"awaaz": AwaazCodec, "knowlarity": KnowlarityCodec, "awaaz-legacy": LegacyAwaazCodec}
+    assert list(CODECS) == ["awaaz", "knowlarity", "awaaz-legacy", "twilio", "exotel", "plivo", "vobiz", "smartflo", "telnyx", "vonage"]
+    assert (CODECS["awaaz"], CODECS["knowlarity"], CODECS["awaaz-legacy"]) == (AwaazCodec, KnowlarityCodec, LegacyAwaazCodec)
     assert all(cls.name == name for name, cls in CODECS.items())
 
 
 def test_get_codec():
     assert get_codec("awaaz") is AwaazCodec
     assert get_codec(" Knowlarity ") is KnowlarityCodec
-    with pytest.raises(ValueError, match="awaaz, awaaz-legacy, knowlarity"):
-        get_codec("twilio")
+    with pytest.raises(ValueError, match="awaaz, awaaz-legacy, exotel, knowlarity, plivo, smartflo, telnyx, twilio, vobiz, vonage"):
+        get_codec("nosuch")
     with pytest.raises(ValueError):
         get_codec(None)
 
@@ -59,8 +60,6 @@ def test_create_codec_passes_role_and_options():
 @pytest.mark.parametrize(
     "message",
     [
-        '{"event":"connected"}',
-        '{"event":"connected","protocol":"Call","version":"1.0.0"}',
         json.dumps({"event": "start", "stream_sid": "MZ", "start": {"call_sid": "CA"}}),
         json.dumps({"event": "start", "start": {"stream_sid": "MZ", "call_sid": "CA"}}),
         json.dumps({"event": "media", "stream_sid": "MZ", "media": {"payload": ""}}),
@@ -97,8 +96,7 @@ def test_detect_knowlarity(message):
         '{"hello":"world"}',
         '{"event":"stop","uuid":"x"}',
         '{"event":"dtmf","dtmf":{"digit":"1"}}',
-        json.dumps({"event": "start", "streamSid": "MZ", "start": {"streamSid": "MZ", "callSid": "CA"}}),
-        json.dumps({"event": "start", "start": {"callId": "c", "streamId": "s"}}),
+        '{"event":"connected"}',  # alone, it could be Awaaz, Exotel or Smartflo
     ],
 )
 def test_detect_nothing(message):
@@ -108,8 +106,8 @@ def test_detect_nothing(message):
 @pytest.mark.parametrize("connected_first", [True, False])
 def test_detect_what_the_simulators_send_first(connected_first):
     call = CallStarted(call_id="c", stream_id="s")
-    first = AwaazCodec(Role.PROVIDER, connected_first=connected_first).send(call)[0]
-    assert detect_provider(first) == "awaaz"
+    opening = AwaazCodec(Role.PROVIDER, connected_first=connected_first).send(call)
+    assert detect_provider(*opening) == "awaaz"
     for layout in ("verloop", "callid"):
         first = KnowlarityCodec(Role.PROVIDER, layout=layout).send(call)[0]
         assert detect_provider(first) == "knowlarity"
@@ -169,10 +167,10 @@ FORK_EXAMPLE = {"callId": "9f1c@10.0.0.1", "to": "sip:+918000000002@awaaz", "fro
 @pytest.mark.parametrize(
     "message, provider, why",
     [
-        ("\ufeff" + '{"event":"connected"}', "awaaz", "'connected' event"),
-        ('{"event":"connected"}'.encode(), "awaaz", "in a binary frame"),
-        ("\ufeff" + '{"event":"start","start":{}}', "awaaz", "'start' event"),
-        ('{"event":"connected"}{"event":"start","start":{}}', "awaaz", "first of 2 JSON texts"),
+        ("\ufeff" + '{"event":"connected"}', None, "a bare 'connected' event"),
+        ('{"event":"media","stream_sid":"MZ"}'.encode(), "awaaz", "in a binary frame"),
+        ("\ufeff" + '{"event":"start","start":{}}', "awaaz", "an Awaaz start"),
+        ('{"event":"connected"}{"event":"start","start":{}}', "awaaz", "an Awaaz start (stream_sid without account_sid), after a bare 'connected'"),
         (json.dumps({"event": "media", "media": {"payload": ""}}), "awaaz", "'media' event"),
         ("\ufeff" + json.dumps(VERLOOP), "knowlarity", "campaign, the websocket:connected hello"),
         (json.dumps(CALLID) + '{"event":"dtmf","dtmf":"5"}', "knowlarity", "first of 2 JSON texts"),
@@ -221,3 +219,35 @@ def test_the_legacy_simulator_sends_the_fork_example_and_is_detected():
     # the Knowlarity layouts can still be chosen for a legacy simulator
     (first,) = LegacyAwaazCodec(Role.PROVIDER, layout="verloop").send(CallStarted(call_id="c9", sample_rate=8000))
     assert detect_provider(first) == "knowlarity" and json.loads(first)["sample_rate"] == 8000
+
+
+@pytest.mark.parametrize(
+    "messages, provider",
+    [
+        (['{"event":"connected","protocol":"Call","version":"1.0.0"}'], "twilio"),
+        ([json.dumps({"event": "start", "streamSid": "MZ", "start": {"streamSid": "MZ", "callSid": "CA", "accountSid": "AC"}})], "twilio"),
+        (['{"event":"connected","version":"1.0.0"}'], "telnyx"),
+        ([json.dumps({"event": "start", "stream_id": "s", "start": {"call_control_id": "v3:x"}})], "telnyx"),
+        ([json.dumps({"event": "start", "sequenceNumber": 1, "start": {"callId": "c", "streamId": "s"}})], "plivo"),
+        (['{"event":"connected"}', json.dumps({"event": "start", "stream_sid": "MZ", "start": {"stream_sid": "MZ", "call_sid": "CA", "account_sid": "AC"}})], "exotel"),
+        (['{"event":"connected"}', json.dumps({"event": "start", "stream_sid": "MZ", "start": {"stream_sid": "MZ", "call_sid": "CA"}})], "awaaz"),
+        (['{"event":"connected"}', json.dumps({"event": "start", "sequenceNumber": "1", "start": {"streamSid": "MZ", "callSid": "CA"}})], "twilio"),
+        ([json.dumps({"event": "websocket:connected", "content-type": "audio/l16;rate=16000", "uuid": "u-1"})], "vonage"),
+        ([json.dumps({"content-type": "audio/l16;rate=8000", "app": "demo"})], "vonage"),
+    ],
+)
+def test_detect_the_json_event_family(messages, provider):
+    from callengine.protocols.registry import explain_provider, needs_more
+
+    assert detect_provider(*messages) == provider
+    found, why = explain_provider(messages[0])
+    assert needs_more(why) == (found is None) == (len(messages) == 2)
+
+
+@pytest.mark.parametrize("name", ["twilio", "exotel", "plivo", "vobiz", "smartflo", "telnyx", "vonage"])
+def test_each_simulated_provider_is_detected_from_its_opening(name):
+    """What each simulated provider sends first is detected as that provider, or as the
+    provider whose protocol it shares (routed by path in real use)."""
+    shared = {"vobiz": "plivo", "smartflo": "twilio"}
+    opening = create_codec(name, Role.PROVIDER).send(CallStarted(call_id="c", stream_id="s", sample_rate=8000))
+    assert detect_provider(*opening) == shared.get(name, name)

@@ -107,7 +107,7 @@ def test_accepts_loopback_urls():
 
 @pytest.mark.parametrize(
     "options",
-    [{"calls": 0}, {"calls": MAX_CALLS + 1}, {"seconds": 0}, {"seconds": 601}, {"ramp": 5, "seconds": 5}, {"provider": "twilio"}],
+    [{"calls": 0}, {"calls": MAX_CALLS + 1}, {"seconds": 0}, {"seconds": 601}, {"ramp": 5, "seconds": 5}, {"provider": "nosuch"}],
 )
 def test_bounds(options):
     with pytest.raises(LoadError):
