@@ -44,7 +44,7 @@ from .call.session import Agent, CallSession
 from .call.transport import Transport, TransportClosed, aclose_quietly
 from .call.handshake import PlainRequest, read_request
 from .call.websocket import HandshakeFailed, UpgradeRequest
-from .errors import CloseCode
+from .errors import CloseCode, UnsupportedCommand
 from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, default_max_pending_handshakes
 from .loopwatch import run_loop_watchdog
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics, run_loop_lag_probe
@@ -97,6 +97,11 @@ class ServerConfig:
     ``drain_grace_s``: how long live calls may go on after a drain starts.
     ``loop_watchdog_s``: report when the event loop is blocked this long (an agent that
     never reaches a checkpoint), None to disable.
+    ``provider_api``: hang up and transfer through the provider's REST API where the socket
+    cannot (Twilio, Plivo, Vobiz, Telnyx, Vonage), with credentials from the environment
+    (:func:`callengine.control.from_env`); without them, or with this off, a hang-up closes
+    the socket. ``provider_controls``: provider -> a :class:`callengine.control.ProviderControl`
+    to use instead of the environment's (e.g. pointed at a test server).
     The call config's pacing is checked for the forced provider, or every provider.
     """
 
@@ -117,6 +122,8 @@ class ServerConfig:
     drain_grace_s: float = 30.0
     loop_watchdog_s: float | None = 1.0
     call: CallConfig = attrs.field(factory=CallConfig)
+    provider_api: bool = True
+    provider_controls: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
 
     def __attrs_post_init__(self) -> None:
         if self.provider is not None and self.provider not in CODECS:
@@ -238,6 +245,8 @@ class CallServer:
         self._idle.set()
         self._sessions = SessionRegistry(max(c.cleanup_grace_s for c in self.config.call_configs()))
         self.metrics = ServerMetrics(self)
+        self._controls: dict[str, Any] = dict(self.config.provider_controls)
+        self._no_control_logged: set[str] = set()
         self._gate = HandshakeGate(self.config.max_pending_handshakes)
         self._busy_log = RateLimitedLog(log)
         self._accept_scope: trio.CancelScope | None = None
@@ -303,6 +312,7 @@ class CallServer:
                             log.warning("%d call task(s) still running after the drain: serve() returns when they exit", len(self._sessions))
                 finally:
                     outer.cancel_scope.cancel()  # the loop watchdog and the lag probe
+                    await self._close_controls()
         finally:
             self.accepting = False
             with trio.CancelScope(shield=True):
@@ -464,6 +474,52 @@ class CallServer:
         provider, via = route(self.config, request)
         return provider, via, shown_path(self.config, request.path)
 
+    def _remote_control(self, provider: str):
+        """A hang-up/transfer through ``provider``'s REST API for its calls, or None (the
+        socket is closed instead; said once per provider)."""
+        if not self.config.provider_api:
+            return None
+        from . import control
+
+        if provider not in control.PROVIDERS or provider == "exotel":
+            return None  # Exotel's hang-up is closing the socket; its API places calls only
+        if provider not in self._controls:
+            try:
+                self._controls[provider] = control.from_env(provider)
+            except control.ControlConfigError as exc:
+                log.error("%s: the provider's API cannot be used: %s", provider, exc)
+                self._controls[provider] = None
+        api = self._controls[provider]
+        if api is None:
+            if provider not in self._no_control_logged:
+                self._no_control_logged.add(provider)
+                missing = ", ".join(control.missing_credentials(provider))
+                log.info("%s: no API credentials (set %s): a hang-up closes the socket, and a transfer is not possible", provider, missing)
+            return None
+
+        async def remote(kind, target: str, started) -> str:
+            ids = control.ids_from_start(provider, started.raw)
+            if ids is None:
+                return "no call id in the start message"
+            try:
+                if str(kind) == "transfer":
+                    await api.transfer(ids, target)
+                    return "transferred"
+                return await api.hangup(ids)
+            except UnsupportedCommand as exc:
+                return f"not possible: {exc}"
+
+        return remote
+
+    async def _close_controls(self) -> None:
+        for api in self._controls.values():
+            if api is not None:
+                with trio.move_on_after(2.0, shield=True):
+                    try:
+                        await api.aclose()
+                    except Exception:
+                        pass
+
     def ready(self) -> bool:
         """Accepting calls, and below the call limit (what ``/readyz`` says)."""
         return self.accepting and self.active_calls < self.config.max_calls
@@ -541,7 +597,10 @@ class CallServer:
         def bargein(seconds: float) -> None:
             self.metrics.bargein(called, seconds)
 
-        session = CallSession(transport, self.agent, codec, cfg.call_for(provider, via), provider=provider, pending_messages=pending, on_bargein_latency=bargein)
+        session = CallSession(
+            transport, self.agent, codec, cfg.call_for(provider, via), provider=provider, pending_messages=pending,
+            on_bargein_latency=bargein, remote_control=self._remote_control(provider),
+        )  # fmt: skip
         self._sessions.add(session)
         recorded = False
 

@@ -45,7 +45,10 @@ class AgentPort:
         statistics: Callable[[], CallStatistics],
         cleanup_grace_s: float,
         barge_in: bool,
+        remote_transfer: bool = False,
     ) -> None:
+        # a transfer the socket cannot carry may go through the provider's API
+        self._remote_transfer = remote_transfer
         self._state = state
         self._playout = playout
         self._writer = writer
@@ -135,11 +138,12 @@ class AgentPort:
 
     async def request_control(self, kind: ControlKind, target: str = "default") -> None:
         if kind is ControlKind.TRANSFER:
-            if not self._codec.capabilities.transfer:
+            if not self._codec.capabilities.transfer and not self._remote_transfer:
                 raise UnsupportedCommand(f"{self._provider} cannot transfer a call from the media socket")
-            # codecs encode a transfer without touching their state: encoding it here checks
-            # the target and gives the agent the error at its call site
-            self._codec.send(Transfer(target))
+            if self._codec.capabilities.transfer:
+                # codecs encode a transfer without touching their state: encoding it here
+                # checks the target and gives the agent the error at its call site
+                self._codec.send(Transfer(target))
         cause = EndCause.TRANSFER if kind is ControlKind.TRANSFER else EndCause.HANGUP
         self.request_control_nowait(kind, cause, target)
         await self._state.ended.wait()

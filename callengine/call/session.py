@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -42,6 +42,11 @@ from .reader import Reader, TokenBucket, log_unknown
 from .state import CallState
 from .transport import Transport, TransportClosed
 from .writer import Writer
+
+#: Hang-up or transfer a call outside its socket (the provider's REST API): called with the
+#: kind, the transfer target and the call's start; returns the outcome for the log. The
+#: server builds one from :mod:`callengine.control` where a provider has credentials.
+RemoteControl = Callable[[ControlKind, str, CallStarted], Awaitable[str]]
 
 __all__ = ["CallSession", "CallReport", "run_call", "Agent", "current_call"]
 
@@ -69,10 +74,13 @@ class CallSession:
         provider: str | None = None,
         pending_messages: Sequence[WireMessage] | None = None,
         on_bargein_latency: Callable[[float], None] | None = None,
+        remote_control: "RemoteControl | None" = None,
     ) -> None:
         self.transport = transport
         # speech onset to clear sent, per barge-in (the server's metrics)
         self._on_bargein_latency = on_bargein_latency or (lambda seconds: None)
+        # hang-up and transfer where the socket cannot do them (the provider's REST API)
+        self._remote_control = remote_control
         self.agent = agent
         self.codec = codec
         self.config = cfg = config or CallConfig()
@@ -237,6 +245,16 @@ class CallSession:
             self._end(EndCause.START_TIMEOUT, CloseCode.PROTOCOL_ERROR, "no start message")
         return None
 
+    def _bind_remote(self, started: CallStarted) -> "Callable[[ControlKind, str], Awaitable[str]] | None":
+        remote = self._remote_control
+        if remote is None:
+            return None
+
+        async def run(kind: ControlKind, target: str) -> str:
+            return await remote(kind, target, started)
+
+        return run
+
     async def _setup(self, started: CallStarted) -> None:
         cfg = self.config
         wire_rate = started.sample_rate or self.codec.inbound_rate
@@ -269,6 +287,8 @@ class CallSession:
             end=self._end,
             ended=lambda: self.state.finalized,
             on_closed=self._on_transport_closed,
+            remote_control=self._bind_remote(started),
+            remote_timeout_s=cfg.hangup_timeout_s,
         )
         self._port = port = AgentPort(
             state=self.state,
@@ -281,6 +301,7 @@ class CallSession:
             statistics=self.statistics,
             cleanup_grace_s=cfg.cleanup_grace_s,
             barge_in=cfg.barge_in,
+            remote_transfer=self._remote_control is not None,
         )
         self._analyzer = Analyzer(
             SpeechSegmenter(detector),

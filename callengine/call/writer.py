@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import attrs
 import trio
@@ -71,6 +71,8 @@ class Writer:
         end: End,
         ended: Callable[[], bool],
         on_closed: Callable[[TransportClosed, str], None],
+        remote_control: "Callable[[ControlKind, str], Awaitable[str]] | None" = None,
+        remote_timeout_s: float = 5.0,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -82,6 +84,8 @@ class Writer:
         self._ended = ended
         self._on_closed = on_closed
         self._hangup_is_message = codec.capabilities.hangup_message
+        self._remote = remote_control
+        self._remote_timeout = remote_timeout_s
         self._wake = trio.Event()
         self._send_scope: trio.CancelScope | None = None
         self.clear_requests: list[ClearRequest] = []
@@ -244,13 +248,37 @@ class Writer:
         self._counters.frames_out += 1
 
     async def _send_control(self, control: Control) -> None:
-        command = Transfer(control.target) if control.kind is ControlKind.TRANSFER else Hangup()
+        transfer = control.kind is ControlKind.TRANSFER
+        on_socket = self._codec.capabilities.transfer if transfer else self._hangup_is_message
+        if not on_socket and self._remote is not None:
+            # the provider's API ends or moves the call; the socket closes after it
+            reason = f"{control.kind} ({await self._remote_control(control)})"
+            self._end(control.cause, CloseCode.NORMAL, reason)
+            return
+        command = Transfer(control.target) if transfer else Hangup()
         msgs = self._codec.send(command)
         for msg in msgs:
             await self._send_message(msg)
         if not self._hangup_is_message or not msgs:
             # hang-up is closing the socket (Awaaz): do it now
             self._end(control.cause, CloseCode.NORMAL, str(control.kind))
+
+    async def _remote_control(self, control: Control) -> str:
+        """Run the REST hang-up or transfer, bounded; any failure is the outcome, not an
+        engine error (the socket is closed next either way)."""
+        assert self._remote is not None
+        outcome = "API timed out"
+        with trio.move_on_after(self._remote_timeout) as scope:
+            try:
+                outcome = await self._remote(control.kind, control.target)
+            except Exception as exc:  # a provider's API must not crash the call's teardown
+                log.warning("call %s: %s through the provider's API failed: %s", self._label, control.kind, exc)
+                return f"API failed: {type(exc).__name__}"
+        if scope.cancelled_caught:
+            log.warning("call %s: %s through the provider's API took over %.1f s; closing the socket", self._label, control.kind, self._remote_timeout)
+            return "API timed out"
+        log.info("call %s: %s through the provider's API: %s", self._label, control.kind, outcome)
+        return f"API: {outcome}"
 
     async def _apply_clear(self, now: float) -> None:
         """Drop unsent audio, settle marks, release the requesters: all before the first
