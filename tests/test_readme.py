@@ -50,6 +50,8 @@ def _kind(lang: str, body: str) -> str:
         return "serve"
     if lang == "sh" and first.startswith("callengine dial "):
         return "dial"
+    if lang == "sh" and first.startswith("callengine call "):
+        return "outbound-call"
     if lang == "sh" and first.startswith("curl ") and "knowlarity.com" in first:
         return "knowlarity-registration"  # calls Knowlarity's API: cannot run here
     if lang == "python" and first.startswith("# mypkg/agent.py"):
@@ -67,7 +69,7 @@ def test_every_readme_block_is_one_this_file_runs():
     kinds = [_kind(lang, body) for lang, body in BLOCKS]
     assert "unknown" not in kinds, [body.splitlines()[0] for (lang, body), k in zip(BLOCKS, kinds) if k == "unknown"]
     assert sorted(kinds) == sorted(
-        ["demo", "tests", "serve", "dial", "knowlarity-registration", "agent", "agent-tests", "embed", "pytest-config"]
+        ["demo", "tests", "serve", "dial", "outbound-call", "knowlarity-registration", "agent", "agent-tests", "embed", "pytest-config"]
     )
     # the one block that cannot run says so in the README
     assert "the one block of this README the test suite cannot run" in README
@@ -162,3 +164,31 @@ def test_readme_links_point_into_the_repository():
             continue
         assert not target.startswith(".."), f"the README links outside the repository: {target}"
         assert (ROOT / target).exists(), f"the README links to a missing file: {target}"
+
+
+async def test_readme_outbound_call_places_it_through_the_providers_api(tmp_path: Path, nursery):
+    """The README's ``callengine call`` line, run as is from a user's directory, with
+    Twilio's API played by a local server (``--api-base``) that checks the request."""
+    import base64
+
+    import trio
+
+    from .control.httpserver import FakeAPI, Reply
+
+    api = FakeAPI()
+    await api.start(nursery)
+    sid, token = "AC" + "1" * 32, "readme-token"
+    api.route("POST", f"/2010-04-01/Accounts/{sid}/Calls.json", Reply(201, {"sid": "CA-readme-1", "status": "queued"}))
+    argv = _command(_block("callengine call "), 0) + ["--api-base", api.base_url]
+    env = dict(os.environ, TWILIO_ACCOUNT_SID=sid, TWILIO_AUTH_TOKEN=token)
+    result = await trio.run_process(argv, cwd=tmp_path, env=env, capture_stdout=True, capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "CA-readme-1" in result.stdout.decode()
+    [request] = api.requests
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+    form = request.form()
+    assert (form["To"], form["From"]) == ("+919800000001", "+14155550100")
+    assert 'url="wss://bot.example.com/twilio"' in form["Twiml"] and 'name="lead" value="42"' in form["Twiml"]
+    assert token not in result.stdout.decode() + result.stderr.decode()
+    missing = await trio.run_process(argv, cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("TWILIO_")}, capture_stdout=True, capture_stderr=True, check=False)
+    assert missing.returncode == 2 and "TWILIO_ACCOUNT_SID" in missing.stderr.decode()
