@@ -58,8 +58,8 @@ def test_call_for_applies_provider_then_route_settings():
 
 
 def test_bad_settings_are_start_up_errors_naming_where_they_came_from():
-    with pytest.raises(ValueError, match="call settings for an unknown provider 'twilio'"):
-        ServerConfig(call_options={"twilio": {"lead_ms": 100}})
+    with pytest.raises(ValueError, match="call settings for an unknown provider 'nosuch'"):
+        ServerConfig(call_options={"nosuch": {"lead_ms": 100}})
     # 100 ms of lead cannot hold Knowlarity's 200 ms clips: refused for the route only
     with pytest.raises(ValueError, match="lead_ms \\(100\\) is below chunk_ms \\(200\\) on route /k"):
         ServerConfig(routes=(("/k", "knowlarity", {"lead_ms": 100}),))

@@ -334,7 +334,7 @@ def test_route_config_is_checked():
     from callengine.server import Route
 
     with pytest.raises(ValueError, match="unknown provider"):
-        ServerConfig(routes=(("/x", "twilio"),))
+        ServerConfig(routes=(("/x", "nosuch"),))
     with pytest.raises(ValueError, match="must be a path"):
         ServerConfig(routes=(("x", "awaaz"),))
     with pytest.raises(ValueError, match="awaaz codec options"):
