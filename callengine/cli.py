@@ -191,6 +191,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--send-timeout", type=float, default=5.0, help="end a call whose provider stops reading for this long (s, default 5)")
     p.add_argument("--keepalive", type=float, default=1.0, help="ping the provider this often to find one that stopped reading (s, default 1; 0: no pings)")
     p.add_argument("--cleanup-grace", type=float, default=2.0, help="time an ended call's agent has to exit before it is reported stuck (s, default 2)")
+    p.add_argument("--provider-api", choices=["on", "off"], default="on", help="hang up and transfer through the provider's REST API where the socket cannot (credentials from the environment; default on)")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -268,6 +269,7 @@ def server_config_from_args(args: argparse.Namespace):
         max_message_size=args.max_message_size,
         drain_grace_s=args.drain_grace,
         call=call,
+        provider_api=getattr(args, "provider_api", "on") == "on",
         **options,
     )
 

@@ -111,3 +111,9 @@ async def test_each_route_paces_its_calls_with_its_own_settings(nursery):
             clips[path] = [round(cmd.duration, 3) for _, cmd in sim.received if isinstance(cmd, PlayAudio)]
     assert clips["/k-default"] == [0.2] * 5
     assert clips["/k-short"] == [0.1] * 10
+
+
+def test_provider_api_flag():
+    parse = lambda *extra: server_config_from_args(build_parser().parse_args(["serve", "echo", *extra]))  # noqa: E731
+    assert parse().provider_api is True
+    assert parse("--provider-api", "off").provider_api is False
