@@ -187,7 +187,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inband-dtmf", choices=["auto", "on", "off"], default="auto", help="detect key tones in the caller's audio (auto: where the provider sends no DTMF events, i.e. Knowlarity)")
     p.add_argument("--agent-rate", type=int, default=16000, help="sample rate of the agent's audio (default 16000)")
     p.add_argument("--idle-timeout", type=float, default=30.0, help="end a call whose provider sends nothing for this long (s)")
-    p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT, let live calls run this long (s); a second signal stops at once")
+    p.add_argument("--drain-grace", type=float, default=30.0, help="on SIGTERM/SIGINT (or SIGUSR1, which a following SIGTERM does not cut short), let live calls run this long (s); a second signal stops at once")
     p.add_argument("--send-timeout", type=float, default=5.0, help="end a call whose provider stops reading for this long (s, default 5)")
     p.add_argument("--keepalive", type=float, default=1.0, help="ping the provider this often to find one that stopped reading (s, default 1; 0: no pings)")
     p.add_argument("--cleanup-grace", type=float, default=2.0, help="time an ended call's agent has to exit before it is reported stuck (s, default 2)")
@@ -286,14 +286,18 @@ async def run_server(agent, config, fd_limit: tuple[int | None, int | None] = (N
 
     server = CallServer(agent, config)
     guard = ShutdownGuard(shutdown_deadline_s(config), describe=lambda: ", ".join(server.live_call_labels()))
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # SIGUSR1 starts the drain without counting as a stop (Kubernetes' preStop hook sends it;
+    # the kubelet's SIGTERM then comes on top)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             _log_fd_limit(fd_limit[0], fd_limit[1], config)  # once listening: a failure to listen stays one line
+            started_by = None
             async for signum in signals:
+                started_by = signum
                 log.info("received %s: draining (grace %.1f s; a second signal stops at once)", signal.Signals(signum).name, config.drain_grace_s)
                 break
-            guard.arm()
+            guard.arm(by=started_by)
             stuck = await server.drain()
             if stuck:
                 log.error("exiting with code %d: %d agent(s) did not exit", EXIT_STUCK, len(stuck))

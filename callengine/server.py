@@ -324,24 +324,19 @@ class CallServer:
             log.info("callengine stopped: %s", json.dumps(self.statistics()))
 
     async def drain(self, grace_s: float | None = None) -> list[StuckAgent]:
-        """Stop accepting; let live calls finish for ``grace_s`` (default the config's
+        """Stop taking calls; let live calls finish for ``grace_s`` (default the config's
         ``drain_grace_s``); then end the rest (they close with 1001) and give them the call
         config's ``cleanup_grace_s`` (plus ``close_timeout_s`` for sockets still closing).
-        Returns the agents that did not exit (each also logged as an ERROR), see
+        While it drains the port stays open: a new call is answered 503, and ``/healthz``
+        and ``/readyz`` (503 "draining") are still answered, so a load balancer and a
+        liveness probe see a draining server, not a dead one; the listeners close when the
+        drain ends. Returns the agents that did not exit (each also logged as an ERROR), see
         :meth:`stuck_agents`; never waits longer."""
         grace = self.config.drain_grace_s if grace_s is None else grace_s
         configs = self.config.call_configs()
         after = max(c.cleanup_grace_s + c.close_timeout_s for c in configs)
         self._drain_deadline = trio.current_time() + grace + after
         self.accepting = False
-        if self._accept_scope is not None:
-            self._accept_scope.cancel()
-        for listener in self._listeners:
-            with trio.CancelScope(shield=True):
-                try:
-                    await listener.aclose()
-                except Exception:
-                    pass
         log.info("draining: %d live call(s), grace %.1f s", self.active_calls, grace)
         try:
             with trio.move_on_after(grace):
@@ -354,6 +349,14 @@ class CallServer:
                     self._calls_scope.cancel()
                 await self._sessions.wait_until_gone(lambda: self.active_calls, self._drain_deadline)
         finally:
+            if self._accept_scope is not None:
+                self._accept_scope.cancel()
+            for listener in self._listeners:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await listener.aclose()
+                    except Exception:
+                        pass
             self._drained.set()
         stuck = self.stuck_agents()
         for agent in stuck:

@@ -7,7 +7,8 @@ its task: the process itself must then end. :class:`ShutdownGuard`, armed when t
 starts:
 
 * makes a second SIGTERM or SIGINT end the process at once (exit 128 + signal number),
-  from a plain signal handler, which runs even while the event loop is blocked;
+  from a plain signal handler, which runs even while the event loop is blocked; a drain
+  started by SIGUSR1 (Kubernetes' preStop) takes the kubelet's SIGTERM as part of it;
 * starts a watchdog thread that ends the process (exit :data:`EXIT_STUCK`) if the
   shutdown has not finished by its deadline (the server's own deadlines plus a margin).
 
@@ -61,10 +62,15 @@ class ShutdownGuard:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def arm(self) -> None:
-        """Call in the main thread when the drain starts."""
+    def arm(self, *, by: int | None = None) -> None:
+        """Call in the main thread when the drain starts. ``by``: the signal that started
+        it. Started by SIGUSR1 (a Kubernetes preStop hook), the SIGTERM that the kubelet
+        sends next continues the same drain; only a signal after that ends the process."""
+        self._absorb = by == getattr(signal, "SIGUSR1", None)
         for signum in self.signals:
             signal.signal(signum, self._on_second_signal)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # already draining
         self._thread = threading.Thread(target=self._watch, name="callengine-shutdown-watchdog", daemon=True)
         self._thread.start()
 
@@ -73,6 +79,10 @@ class ShutdownGuard:
         self._done.set()
 
     def _on_second_signal(self, signum: int, frame) -> None:
+        if getattr(self, "_absorb", False) and signum == signal.SIGTERM:
+            self._absorb = False
+            log.info("received SIGTERM during the drain SIGUSR1 started: draining on (a further signal stops at once)")
+            return
         log.warning("received %s again: exiting now, without waiting for the calls", signal.Signals(signum).name)
         exit_now(128 + signum)
 

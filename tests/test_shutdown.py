@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import signal
 
+import pytest
 import trio
 
 from callengine.call.config import CallConfig
 from callengine.server import CallServer, ServerConfig
-from callengine.testing.dial import open_dialed_call
+from callengine.testing.dial import DialError, open_dialed_call
 
 from .serve_process import start_serve
 
@@ -134,3 +135,33 @@ async def test_drain_reports_nothing_when_every_agent_exits(nursery):
         with trio.fail_after(10):
             assert await server.drain(grace_s=0.1) == []
     assert server.live_call_labels() == []
+
+
+async def test_the_kubernetes_drain_sequence(nursery):
+    """As a cluster stops a pod: the preStop hook sends SIGUSR1 (the drain starts, /readyz
+    turns 503, live calls go on, new ones are refused), the kubelet's SIGTERM follows and
+    does not cut the drain short, the live call ends by itself, and the process exits 0."""
+    from .test_health_metrics import get, http
+
+    sp = await start_serve(nursery, ["echo", "--port", "0", "--drain-grace", "20"])
+    assert (await http(sp.port, get("/readyz")))[0] == 200
+    async with open_dialed_call(f"ws://127.0.0.1:{sp.port}/awaaz", "awaaz") as sim:
+        await _call_started(sp)
+        sp.proc.send_signal(signal.SIGUSR1)  # preStop
+        await sp.wait_for(rb"draining: 1 live call")
+        assert await http(sp.port, get("/readyz")) == (503, {"content-type": "text/plain; charset=utf-8", "content-length": "9", "connection": "close"}, b"draining\n")
+        assert (await http(sp.port, get("/healthz")))[0] == 200  # alive: no liveness restart mid-drain
+        with pytest.raises(DialError, match="503"):  # a new call goes to another pod
+            async with open_dialed_call(f"ws://127.0.0.1:{sp.port}/awaaz", "awaaz"):
+                pass
+        sp.proc.send_signal(signal.SIGTERM)  # the kubelet, after preStop
+        await sp.wait_for(rb"received SIGTERM during the drain SIGUSR1 started: draining on")
+        await trio.sleep(0.5)
+        assert sp.proc.returncode is None and not sim.closed.is_set()  # the call is still up
+        sim.say(b"\x00\x01" * 4000)
+        await trio.sleep(0.3)
+    # leaving the block hangs up as the caller would: the drain is then complete
+    code = await sp.wait(timeout=30)
+    assert code == 0, sp.stderr_text
+    assert sim.closed_code == 1000
+    assert "Traceback" not in sp.stderr_text
