@@ -191,6 +191,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--send-timeout", type=float, default=5.0, help="end a call whose provider stops reading for this long (s, default 5)")
     p.add_argument("--keepalive", type=float, default=1.0, help="ping the provider this often to find one that stopped reading (s, default 1; 0: no pings)")
     p.add_argument("--cleanup-grace", type=float, default=2.0, help="time an ended call's agent has to exit before it is reported stuck (s, default 2)")
+    p.add_argument("--record-dir", metavar="DIR", help="record each call as a stereo WAV in DIR (caller left, what the caller heard right)")
     p.add_argument("--provider-api", choices=["on", "off"], default="on", help="hang up and transfer through the provider's REST API where the socket cannot (credentials from the environment; default on)")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -234,6 +235,7 @@ def server_config_from_args(args: argparse.Namespace):
         send_timeout_s=args.send_timeout,
         inband_dtmf={"auto": None, "on": True, "off": False}[args.inband_dtmf],
         keepalive_s=args.keepalive or None,
+        record_dir=getattr(args, "record_dir", None),
     )
     options = {}
     if args.max_pending_handshakes is not None:

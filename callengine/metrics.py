@@ -149,6 +149,9 @@ class _ServerCollector(Collector):
         yield CounterMetricFamily("callengine_connections_total", "TCP connections accepted.", value=server.counters["connections"])
         yield CounterMetricFamily("callengine_handshake_failures_total", "Connections that failed before the WebSocket was open.", value=server.counters["handshake_failures"])
         yield CounterMetricFamily("callengine_connection_errors_total", "Connections that ended in an engine error.", value=server.counters["errors"])
+        from .call.recording import FAILURES
+
+        yield CounterMetricFamily("callengine_recording_failures_total", "Call recordings stopped by a disk error (the calls went on).", value=FAILURES[0])
         yield GaugeMetricFamily("callengine_pending_handshakes", "Connections accepted whose upgrade request is not read yet.", value=server.pending_handshakes)
         totals = m.live_totals(sessions)
         for name, (field, doc) in _CALL_COUNTERS.items():

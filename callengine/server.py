@@ -620,7 +620,7 @@ class CallServer:
                 self.end_causes[report.end_cause] = self.end_causes.get(report.end_cause, 0) + 1
                 self.reports.append(report)
                 del self.reports[:-1000]
-                summary = {"event": "call_ended", "remote": remote, "path": path, **report.as_dict()}
+                summary = {"event": "call_ended", "remote": remote, "path": path, "route": via.prefix if via else None, **report.as_dict()}
                 summary_log.info(json.dumps(summary, default=str))
             release()
 

@@ -117,3 +117,13 @@ def test_provider_api_flag():
     parse = lambda *extra: server_config_from_args(build_parser().parse_args(["serve", "echo", *extra]))  # noqa: E731
     assert parse().provider_api is True
     assert parse("--provider-api", "off").provider_api is False
+
+
+def test_record_dir_from_the_command_line_and_per_route(tmp_path):
+    config = server_config_from_args(build_parser().parse_args([
+        "serve", "echo", "--record-dir", str(tmp_path), "--route", f"/quiet=awaaz,record_dir=none",
+    ]))  # fmt: skip
+    assert config.call.record_dir == str(tmp_path)
+    (quiet,) = config.routes
+    assert config.call_for("awaaz", quiet).record_dir is None  # a route that is not recorded
+    assert config.call_for("knowlarity", None).record_dir == str(tmp_path)

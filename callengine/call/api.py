@@ -26,6 +26,7 @@ from .handles import MarkHandle, Playback
 from .port import CallEnded
 
 if TYPE_CHECKING:
+    from .recording import CallRecording
     from numpy.typing import NDArray
 
 __all__ = ["Call", "CallInfo", "CallEnded", "PlaybackWriter", "AudioInput"]
@@ -90,9 +91,10 @@ class CallInfo:
 class Call:
     """A live phone call, handed to the agent."""
 
-    def __init__(self, port: _Port, info: CallInfo) -> None:
+    def __init__(self, port: _Port, info: CallInfo, recording: "CallRecording | None" = None) -> None:
         self._port = port
         self.info = info
+        self._recording = recording
 
     def _detach(self, port: _Port) -> None:
         """The call is over: answer from ``port`` (a snapshot) from now on."""
@@ -209,6 +211,17 @@ class Call:
     def statistics(self) -> CallStatistics:
         """Counters of this call so far (frames in and out, drops, underruns, barge-ins...)."""
         return self._port.statistics()
+
+    @property
+    def recording(self) -> str | None:
+        """The file this call is recorded to (``--record-dir``), or None."""
+        return str(self._recording.path) if self._recording is not None else None
+
+    def stop_recording(self) -> None:
+        """Record nothing more of this call (e.g. the caller declined); the file keeps what
+        was recorded until now and is finalized when the call ends."""
+        if self._recording is not None:
+            self._recording.stop()
 
     def cleanup_scope(self) -> trio.CancelScope:
         """A shielded, bounded scope for cleanup awaits in the agent's ``finally``::

@@ -118,6 +118,8 @@ class CallReport:
     teardown_s: float
     stats: CallStatistics
     agent_error: str | None = None
+    recording: str | None = None  # the file, when the call was recorded
+    recording_error: str | None = None  # why the recording stopped early, if it did
 
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in attrs.fields(CallReport) if f.name != "stats"}

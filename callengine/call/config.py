@@ -69,6 +69,9 @@ class CallConfig:
       ``close_timeout_s``: bound on the WebSocket close handshake.
       ``cleanup_grace_s``: shielded time given to the agent's cleanup (``call.cleanup_scope()``)
       and after which an agent that has not exited is reported as stuck.
+    Recording:
+      ``record_dir``: write each call as a stereo WAV there (caller left, what the caller
+      heard right; :mod:`callengine.call.recording`); None: no recordings.
     """
 
     agent_rate: int = 16000
@@ -88,6 +91,7 @@ class CallConfig:
     max_control_per_s: float = attrs.field(default=50.0, validator=_positive)
     close_timeout_s: float = 2.0
     cleanup_grace_s: float = 2.0
+    record_dir: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.lead_ms is not None and self.chunk_ms is not None and self.lead_ms < self.chunk_ms:

@@ -29,6 +29,7 @@ from .bargein import Analyzer
 from .causes import Counters, EndCause
 from .inbox import Inbox
 from .playout import Playout
+from .recording import CallRecording
 from .port import AgentPort
 from .transport import Transport, TransportClosed
 
@@ -82,6 +83,7 @@ class Reader:
         control_rate: TokenBucket,
         end: End,
         on_closed: Callable[[TransportClosed, str], None],
+        recording: CallRecording | None = None,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -97,6 +99,7 @@ class Reader:
         self._control_rate = control_rate
         self._end = end
         self._on_closed = on_closed
+        self._recording = recording
         self._rate_limit_logged = False
 
     async def run(self) -> None:
@@ -152,6 +155,8 @@ class Reader:
         else:
             self._inbox.audio_unread += 1
         self._analyzer.process(pcm, ev.sample_rate)
+        if self._recording is not None:
+            self._recording.caller(pcm)
 
     def _control(self, ev: Event) -> None:
         counters = self._counters

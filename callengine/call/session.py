@@ -38,6 +38,7 @@ from .inbox import Inbox
 from .logcontext import current_call, install_record_factory
 from .playout import MarkPoint, MarkState, Playout
 from .port import AgentPort, ClosedPort
+from .recording import CallRecording, recording_path
 from .reader import Reader, TokenBucket, log_unknown
 from .state import CallState
 from .transport import Transport, TransportClosed
@@ -81,6 +82,7 @@ class CallSession:
         self._on_bargein_latency = on_bargein_latency or (lambda seconds: None)
         # hang-up and transfer where the socket cannot do them (the provider's REST API)
         self._remote_control = remote_control
+        self.recording: CallRecording | None = None
         self.agent = agent
         self.codec = codec
         self.config = cfg = config or CallConfig()
@@ -271,6 +273,9 @@ class CallSession:
         )
         label = self.label
         current_call.set(label)  # the call's tasks inherit it: their log records name the call
+        if cfg.record_dir is not None:
+            path = recording_path(cfg.record_dir, self.provider, started.call_id or started.stream_id)
+            self.recording = CallRecording(path, wire_rate, t0=trio.current_time())
         detector = await self._make_vad(wire_rate)
         onsets_send, onsets_recv = trio.open_memory_channel[tuple[float, float]](1)
         self._onsets_send = onsets_send
@@ -289,6 +294,7 @@ class CallSession:
             on_closed=self._on_transport_closed,
             remote_control=self._bind_remote(started),
             remote_timeout_s=cfg.hangup_timeout_s,
+            recording=self.recording,
         )
         self._port = port = AgentPort(
             state=self.state,
@@ -329,9 +335,10 @@ class CallSession:
             control_rate=TokenBucket(cfg.max_control_per_s, 2 * cfg.max_control_per_s, trio.current_time()),
             end=self._end,
             on_closed=self._on_transport_closed,
+            recording=self.recording,
         )
         self._pending.clear()
-        self.call = Call(port, info)
+        self.call = Call(port, info, self.recording)
         self._runner = AgentRunner(self.agent, self.call, port, label=label, done=self._agent_done, end=self.state.end)
         source = getattr(self.codec, "rate_source", "")
         log.info("call started %s caller=%s called=%s wire_rate=%d%s", label, info.caller, info.called, wire_rate, f" (from {source})" if source else "")
@@ -361,6 +368,8 @@ class CallSession:
                 with self._io_scope:
                     async with trio.open_nursery() as io:
                         io.start_soon(reader.run, name=f"reader {self.label}")
+                        if self.recording is not None:
+                            io.start_soon(self.recording.run, name=f"recording {self.label}")
                         io.start_soon(writer.run, name=f"writer {self.label}")
                         io.start_soon(run_bargein, self._onsets_recv, writer.request_clear, self.inbox, self.label, self._on_bargein_latency, name=f"barge-in {self.label}")
                         if writer.watches_liveness:
@@ -422,6 +431,11 @@ class CallSession:
                 log.debug("call %s: close failed: %r", self.label, exc)
         if self._analyzer is not None:
             self._analyzer.close()
+        recording = self.recording
+        if recording is not None:
+            # on every ending, an agent's crash included; bounded, and never an error
+            with trio.move_on_after(self.config.close_timeout_s, shield=True):
+                await recording.finish(state.t_end)
         self.teardown_s = trio.current_time() - state.t_end
         info = self.info
         stats = self.statistics()
@@ -437,6 +451,8 @@ class CallSession:
             teardown_s=round(self.teardown_s, 6),
             stats=stats,
             agent_error=self._runner.error if self._runner is not None else None,
+            recording=str(recording.path) if recording is not None and (recording.error is None or recording.path.exists()) else None,
+            recording_error=recording.error if recording is not None else None,
         )
         self._release(stats)
         self.closed.set()

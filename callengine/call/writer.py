@@ -35,6 +35,7 @@ from ..events import Clear, Command, Hangup, Mark, PlayAudio, PlaybackResult, Tr
 from ..protocols.base import Codec, WireMessage
 from .causes import ControlKind, Counters, EndCause
 from .playout import Control, ControlTimedOut, Playout, SendChunk, SendControl, SendMark
+from .recording import CallRecording
 from .transport import Transport, TransportClosed
 
 __all__ = ["Writer", "ClearRequest"]
@@ -73,6 +74,7 @@ class Writer:
         on_closed: Callable[[TransportClosed, str], None],
         remote_control: "Callable[[ControlKind, str], Awaitable[str]] | None" = None,
         remote_timeout_s: float = 5.0,
+        recording: CallRecording | None = None,
     ) -> None:
         self._transport = transport
         self._codec = codec
@@ -86,6 +88,7 @@ class Writer:
         self._hangup_is_message = codec.capabilities.hangup_message
         self._remote = remote_control
         self._remote_timeout = remote_timeout_s
+        self._recording = recording
         self._wake = trio.Event()
         self._send_scope: trio.CancelScope | None = None
         self.clear_requests: list[ClearRequest] = []
@@ -156,6 +159,10 @@ class Writer:
             if kind is SendChunk:
                 assert isinstance(action, SendChunk)
                 past_waits = 0
+                if self._recording is not None:
+                    rate = action.playback.rate
+                    # the ledger has just placed this chunk: it ends at play_end
+                    self._recording.bot(action.pcm, rate, playout.ledger.play_end - len(action.pcm) / (2 * rate))
                 await self._send(PlayAudio(action.pcm, action.playback.rate))
                 continue
             if kind is SendMark:
@@ -289,4 +296,6 @@ class Writer:
             req.result = interrupted
             req.done.set()
         if tell_provider:
+            if self._recording is not None:
+                self._recording.cut(now)
             await self._send(Clear())
