@@ -184,3 +184,26 @@ async def test_memory_stays_bounded_on_a_long_call(autojump_clock, tmp_path):
     assert max(right for _, right in peaks) <= 2.5 * rate  # what is queued at the provider and the playback being sent
     _, left, _ = _read(sim.report.recording)
     assert len(left) / rate == pytest.approx(sim.report.duration_s, abs=0.1)
+
+
+async def test_bot_audio_at_another_rate_is_resampled_to_the_files(autojump_clock, tmp_path):
+    """A provider whose outbound rate differs from the caller's: the right channel is
+    converted to the file's rate, at the same place on the clock."""
+    from callengine.call.recording import CallRecording
+
+    rec = CallRecording(tmp_path / "r.wav", 8000, t0=trio.current_time())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(rec.run)
+        bot = tone(1000, 1.0, 16000, dbfs=-12).astype("<i2").tobytes()
+        rec.bot(bot[:16000], 16000, trio.current_time() + 0.5)  # 0.5 s of 16 kHz audio at t=0.5
+        rec.bot(bot[16000:], 16000, trio.current_time() + 1.0)
+        for _ in range(20):
+            rec.caller(bytes(320))
+            await trio.sleep(0.02)
+        await trio.sleep(2.0)
+        nursery.cancel_scope.cancel()
+    await rec.finish(trio.current_time())
+    rate, left, right = _read(tmp_path / "r.wav")
+    start, end = _active(right, rate)
+    assert rate == 8000 and start == pytest.approx(0.5, abs=0.02) and end == pytest.approx(1.5, abs=0.02)
+    assert _freq(right[int(0.6 * rate) : int(1.4 * rate)], rate) == pytest.approx(1000, abs=10)
