@@ -40,6 +40,13 @@ _FLUSH_S = 1.0
 _said: set[tuple[str, str]] = set()
 #: recordings that failed, since the process started (the server's metrics read it)
 FAILURES = [0]
+
+
+async def run_io(fn, *args):
+    """Where the file's work runs: a worker thread, so the event loop never waits on the
+    disk. (Tests on virtual time replace it with a direct call: a thread's real time is
+    invisible to trio's MockClock.)"""
+    return await trio.to_thread.run_sync(fn, *args)
 # audio newer than this is not written yet: caller frames may still be arriving for it
 _MARGIN_S = 0.2
 
@@ -127,13 +134,13 @@ class CallRecording:
             return
         self._file = None
         try:
-            await trio.to_thread.run_sync(_finalize_wav, file)
+            await _io(_finalize_wav, file)
         except OSError as exc:
             self._fail(exc)
 
     async def _open(self) -> None:
         try:
-            self._file = await trio.to_thread.run_sync(_open_wav, self.path, self.rate)
+            self._file = await _io(_open_wav, self.path, self.rate)
         except OSError as exc:
             self._fail(exc)
 
@@ -163,7 +170,7 @@ class CallRecording:
         self._written = upto
         file = self._file
         try:
-            await trio.to_thread.run_sync(file.write, frames.tobytes())
+            await _io(file.write, frames.tobytes())
         except OSError as exc:
             self._fail(exc)
 
@@ -183,6 +190,10 @@ class CallRecording:
                 file.close()
             except OSError:
                 pass
+
+
+async def _io(fn, *args):
+    return await run_io(fn, *args)  # looked up at each call, so a test can replace it
 
 
 def _open_wav(path: Path, rate: int) -> IO[bytes]:

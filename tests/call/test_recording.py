@@ -19,6 +19,20 @@ from callengine.testing import open_simulated_call
 from .conftest import speech_8k
 
 
+@pytest.fixture(autouse=True)
+def file_work_inline(monkeypatch):
+    """On virtual time the recording's file work runs inline: a worker thread's real time
+    would let the MockClock jump past the recording's deadlines (a real-clock test over a
+    socket, at the end, runs it in threads)."""
+    from callengine.call import recording
+
+    async def inline(fn, *args):
+        return fn(*args)
+
+    monkeypatch.setattr(recording, "run_io", inline)
+    return inline
+
+
 def _read(path: str | Path) -> tuple[int, np.ndarray, np.ndarray]:
     with wave.open(str(path)) as w:
         assert (w.getnchannels(), w.getsampwidth()) == (2, 2)
@@ -139,20 +153,14 @@ async def test_a_disk_that_fills_up_mid_call_stops_only_the_recording(autojump_c
 
     writes = []
 
-    def full_after_two(file, data):
-        writes.append(len(data))
-        if len(writes) > 2:
-            raise OSError(28, "No space left on device")
-        return file.write(data)
+    async def full_after_two(fn, *args):
+        if getattr(fn, "__name__", "") == "write":
+            writes.append(len(args[0]))
+            if len(writes) > 2:
+                raise OSError(28, "No space left on device")
+        return fn(*args)
 
-    real = trio.to_thread.run_sync
-
-    async def run_sync(fn, *args, **kwargs):
-        if getattr(fn, "__name__", "") == "write" and args and isinstance(args[0], bytes):
-            return await real(full_after_two, fn.__self__, args[0])
-        return await real(fn, *args, **kwargs)
-
-    monkeypatch.setattr(rec.trio.to_thread, "run_sync", run_sync)
+    monkeypatch.setattr(rec, "run_io", full_after_two)
 
     async def agent(call):
         await call.play(tone(500, 4.0, 16000))
@@ -207,3 +215,36 @@ async def test_bot_audio_at_another_rate_is_resampled_to_the_files(autojump_cloc
     start, end = _active(right, rate)
     assert rate == 8000 and start == pytest.approx(0.5, abs=0.02) and end == pytest.approx(1.5, abs=0.02)
     assert _freq(right[int(0.6 * rate) : int(1.4 * rate)], rate) == pytest.approx(1000, abs=10)
+
+
+async def test_recorded_over_a_real_socket_with_the_file_work_in_threads(nursery, tmp_path, monkeypatch, file_work_inline):
+    """The server with ``record_dir``, on the real clock, the file written from worker
+    threads: the summary names a finished stereo file with both sides in it."""
+    from callengine.call import recording
+    from callengine.server import CallServer, ServerConfig
+    from callengine.testing.dial import open_dialed_call
+
+    monkeypatch.setattr(recording, "run_io", lambda fn, *args: trio.to_thread.run_sync(fn, *args))
+
+    async def agent(call):
+        await (await call.play(tone(900, 0.6, 16000, dbfs=-12))).wait()
+        await trio.sleep(1.5)
+
+    server = CallServer(agent, ServerConfig(port=0, loop_watchdog_s=None, call=CallConfig(record_dir=str(tmp_path), barge_in=False)))
+    await nursery.start(server.serve)
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz") as sim:
+        await trio.sleep(0.8)
+        sim.say(tone(300, 0.5, 8000, dbfs=-12))
+        with trio.fail_after(10):
+            while not sim.closed.is_set() and sim.now() < 2.5:
+                await trio.sleep(0.05)
+    with trio.fail_after(10):
+        while not server.reports:
+            await trio.sleep(0.02)
+    report = server.reports[0]
+    rate, left, right = _read(report.recording)
+    assert rate == 8000
+    start, end = _active(right, rate)
+    assert end - start == pytest.approx(0.6, abs=0.05)
+    caller_start, _ = _active(left, rate)
+    assert caller_start > end - 0.2  # the caller spoke after the bot, as it did
