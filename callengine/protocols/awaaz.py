@@ -40,9 +40,9 @@ documented rule, so a live test can change it cheaply):
 
 from __future__ import annotations
 
-import attrs
-
 from typing import Any, ClassVar
+
+import attrs
 
 from ..audio.wav import WavError, build_wav, parse_wav
 from ..errors import CloseCode, RemoteProtocolError
