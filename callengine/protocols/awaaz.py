@@ -22,12 +22,8 @@ documented rule, so a live test can change it cheaply):
 * Each outbound payload is a complete WAV file (44-byte header + PCM) because Awaaz's
   mod_audio_fork skips 44 bytes of every payload. ``wav_wrap=False`` sends raw PCM for
   accounts where that is confirmed not to be needed.
-* Tolerated as Awaaz's own connector tolerates them, reported as ``UnknownMessage`` (the
-  engine counts them and logs a few), never fatal: audio, dtmf or a mark echo before
-  ``start`` (skipped until it comes); a second ``start`` (ignored); a ``media`` message
-  without ``media`` or ``payload``; base64 with line breaks (decoded); JSON sent in a
-  binary frame and a UTF-8 BOM (read as text). A binary frame that is not JSON text is
-  still not the protocol (1003).
+* What Awaaz's own connector tolerates is tolerated as the whole family tolerates it
+  (:mod:`callengine.protocols.jsonevents`): reported as ``UnknownMessage``, never fatal.
 * A ``dtmf`` whose digit is missing or not one of ``0-9 * # A-D`` is reported as
   ``UnknownMessage(kind="dtmf")`` rather than killing a live call: a key press is not worth
   a dropped call, and Pipecat's Awaaz serializer also skips invalid digits. Lower-case
@@ -40,99 +36,32 @@ documented rule, so a live test can change it cheaply):
   the message's event name as ``kind``: the call is over, nothing is decoded.
 * Hang-up is closing the socket (no message exists): ``send(Hangup())`` returns ``[]``.
   Transfer has no socket form at all: :class:`UnsupportedCommand`.
-* Commands before ``start`` raise LocalProtocolError (there is no stream to address).
-  Commands after ``stop`` are still encoded: the writer may race the reader, and the
-  transport, not the codec, knows whether the socket is still open.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
 
 from ..audio.wav import WavError, build_wav, parse_wav
-from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
-from ..events import (
-    DTMF_DIGITS,
-    CallerAudio,
-    CallStarted,
-    CallStopped,
-    Clear,
-    Connected,
-    Dtmf,
-    Event,
-    Hangup,
-    Mark,
-    MarkEchoed,
-    PlayAudio,
-    Transfer,
-    UnknownMessage,
-)
-from ._common import (
-    CallState,
-    CallStateMachine,
-    as_text,
-    b64decode,
-    b64encode,
-    check_role_and_type,
-    dumps,
-    first_text,
-    is_binary,
-    loads_object,
-    parse_sample_rate,
-)
-from .base import Capabilities, Codec, Role, WireMessage
+from ..errors import CloseCode, RemoteProtocolError
+from ..events import DTMF_DIGITS, CallStarted, Event, PlayAudio, UnknownMessage
+from ._common import as_text, b64decode, b64encode, dumps, first_text, parse_sample_rate
+from .base import Capabilities, Role, WireMessage
+from .jsonevents import JsonEventCodec, Kind
 
 __all__ = ["AwaazCodec"]
 
 _RATE = 8000
 _FRAME_MS = 20  # the connector's frame: 320 bytes of PCM at 8 kHz
 
-
-_State = CallState
-
-
-# Message kinds, named after what is on the wire, the same in both roles.
-_CONNECTED, _START, _MEDIA, _DTMF, _MARK_ECHO, _STOP, _UNKNOWN = (
-    "connected", "start", "media", "dtmf", "mark echo", "stop", "unknown event",
-)
-_PLAY, _MARK, _CLEAR, _HANGUP = "media (agent audio)", "mark", "clear", "hang-up"
-
-_CALL_KINDS = (_CONNECTED, _MEDIA, _DTMF, _MARK_ECHO, _UNKNOWN, _PLAY, _MARK, _CLEAR, _HANGUP)
-
-# The whole state machine: (state, kind) -> next state. A pair that is missing is a
-# protocol violation: RemoteProtocolError when the peer sent it, LocalProtocolError when
-# we tried to send it.
-_TRANSITIONS: dict[tuple[_State, str], _State] = {
-    (_State.IDLE, _CONNECTED): _State.IDLE,
-    (_State.IDLE, _UNKNOWN): _State.IDLE,
-    (_State.IDLE, _START): _State.STARTED,
-    (_State.IDLE, _STOP): _State.STOPPED,
-    **{(_State.STARTED, kind): _State.STARTED for kind in _CALL_KINDS},
-    (_State.STARTED, _STOP): _State.STOPPED,
-    **{(_State.STOPPED, kind): _State.STOPPED for kind in _CALL_KINDS + (_STOP,)},
-}
-
-# What an ENGINE reads from ``event``; anything else is reported as UnknownMessage.
-_INBOUND_KINDS = {
-    "connected": _CONNECTED,
-    "start": _START,
-    "media": _MEDIA,
-    "dtmf": _DTMF,
-    "mark": _MARK_ECHO,
-    "stop": _STOP,
-}
-# What a PROVIDER reads from ``event``.
-_OUTBOUND_KINDS = {"media": _PLAY, "mark": _MARK, "clear": _CLEAR}
-
 _CALLER_KEYS = ("from", "From", "caller", "caller_number", "from_number")
 _CALLED_KEYS = ("to", "To", "called", "called_number", "to_number")
 _DIRECTION_KEYS = ("direction", "call_type", "Direction")
 
 
-class AwaazCodec(CallStateMachine, Codec):
+class AwaazCodec(JsonEventCodec):
     """Sans-IO codec for Awaaz AI's JSON-event media stream.
 
     ``chunk_ms``: ENGINE only: the engine's default duration of one outbound ``media``
@@ -166,12 +95,7 @@ class AwaazCodec(CallStateMachine, Codec):
     ``timestamp`` advances by its payload's duration (``timestamp_mismatches``).
     """
 
-    name = "awaaz"
-    family = "json-events"
-    _transitions = _TRANSITIONS
-    _start_kind = _START
-    _second_start = "a second start"
-    _before_start = "before start"
+    name: ClassVar[str] = "awaaz"
     capabilities = Capabilities(
         clear=True,
         mark_echo=True,
@@ -191,6 +115,16 @@ class AwaazCodec(CallStateMachine, Codec):
         # whether Awaaz plays a shorter buffer is unknown
         frame_ms=_FRAME_MS,
     )
+    inbound: ClassVar = {"connected": Kind.CONNECTED, "start": Kind.START, "media": Kind.MEDIA, "dtmf": Kind.DTMF, "mark": Kind.MARK_ECHO, "stop": Kind.STOP}
+    outbound: ClassVar = {"media": Kind.PLAY, "mark": Kind.MARK, "clear": Kind.CLEAR}
+    sid_key: ClassVar[str] = "stream_sid"
+    seq_key: ClassVar[str] = "sequence_number"
+    seq_text: ClassVar[bool] = False
+    timestamp_at_end: ClassVar[bool] = True
+    # the codec reads and sends every key of the keypad (lower-case a-d and integer digits
+    # too), though Awaaz's serializer carries only capabilities.dtmf_keys
+    dtmf_wire_keys: ClassVar = frozenset(DTMF_DIGITS)
+    transfer_hint: ClassVar[str] = "transfer the call on Awaaz's side (template / FreeSWITCH) or hang up"
 
     def __init__(
         self,
@@ -205,7 +139,7 @@ class AwaazCodec(CallStateMachine, Codec):
         whole_frames: bool = True,
         strict_frames: bool = False,
     ) -> None:
-        super().__init__(Role(role))
+        super().__init__(role)
         if mark_shape not in ("object", "string"):
             raise ValueError(f"mark_shape is 'object' or 'string', not {mark_shape!r}")
         self.mark_shape = mark_shape
@@ -222,7 +156,7 @@ class AwaazCodec(CallStateMachine, Codec):
         self.strict_frames = bool(strict_frames)
         self.media_dropped = 0  # PROVIDER with strict_frames: payloads that were not whole frames
         self.timestamp_mismatches = 0  # PROVIDER with strict_frames: timestamps not advanced by the payload
-        self._rx_timestamp = 0
+        self._rx_timestamp = 0.0
         self.chunk_ms = chunk_ms
         self.wav_wrap = bool(wav_wrap)
         self.connected_first = bool(connected_first)
@@ -234,87 +168,12 @@ class AwaazCodec(CallStateMachine, Codec):
             mark_echo=bool(mark_echo),
             frame_ms=_FRAME_MS if self.whole_frames else 0,
         )
-
-        self._state = _State.IDLE
-        self._start_seen = False
         self.stream_sid = stream_sid or ""
-        self.call_sid = ""
-        self._inbound_rate = _RATE
         self._connected_sent = False
-        # Outgoing counters (the connector's ``_seq``, ``_chunk`` and ``_ts_ms``).
-        self._sequence = 0
         self._sid_json = ""
         self._sid_json_of: str | None = None
-        self._chunks = 0
-        self._samples = 0
 
-    # --- state ----------------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        return self._start_seen
-
-    @property
-    def stopped(self) -> bool:
-        return self._state is _State.STOPPED
-
-    @property
-    def state(self) -> str:
-        return self._state.value
-
-    @property
-    def inbound_rate(self) -> int:
-        return self._inbound_rate
-
-    # --- receive --------------------------------------------------------------------
-
-    def receive(self, message: WireMessage) -> Sequence[Event]:
-        check_role_and_type(message)
-        if not isinstance(message, str):
-            # JSON sent in a binary frame is read as if it were text (peers do this)
-            text = _text_of_binary(bytes(message))
-            if text is None:
-                raise RemoteProtocolError("awaaz: binary frames are not part of the protocol", CloseCode.UNSUPPORTED_DATA)
-            message = text
-        msg = loads_object(message.lstrip("\ufeff"), what="awaaz message")
-        event = msg.get("event")
-        if not isinstance(event, str) or not event:
-            raise RemoteProtocolError("awaaz: message has no \"event\" string", CloseCode.INVALID_PAYLOAD)
-        if self.role is Role.ENGINE:
-            return self._receive_as_engine(event, msg)
-        return self._receive_as_provider(event, msg)
-
-    def _receive_as_engine(self, event: str, msg: dict) -> list[Event]:
-        kind = _INBOUND_KINDS.get(event, _UNKNOWN)
-        was = self._state
-        # Tolerated as Awaaz's own connector tolerates them (the state does not move): media,
-        # DTMF or a mark before start are skipped until start; a second start is ignored.
-        # Both come back as UnknownMessage, which the engine counts and logs a few times.
-        if was is _State.IDLE and kind in (_MEDIA, _DTMF, _MARK_ECHO):
-            return [UnknownMessage(kind=f"{event} before start", raw=msg)]
-        if was is _State.STARTED and kind == _START:
-            return [UnknownMessage(kind="second start", raw=msg)]
-        after = self._next_state(kind, local=False)
-        if was is _State.STOPPED:
-            return [UnknownMessage(kind=event, raw=msg)]
-        if kind == _CONNECTED:
-            result: list[Event] = [Connected(raw=msg)]
-        elif kind == _START:
-            result = [self._decode_start(msg)]
-        elif kind == _MEDIA:
-            result = self._decode_media(msg)
-        elif kind == _DTMF:
-            result = [self._decode_dtmf(msg)]
-        elif kind == _MARK_ECHO:
-            result = [self._decode_mark_echo(msg)]
-        elif kind == _STOP:
-            stop = msg.get("stop")
-            reason = stop.get("reason") if isinstance(stop, dict) else None
-            result = [CallStopped(reason=reason if isinstance(reason, str) else "", raw=msg)]
-        else:
-            result = [UnknownMessage(kind=event, raw=msg)]
-        self._commit(after)
-        return result
+    # --- receive: where Awaaz's fields sit --------------------------------------------
 
     def _decode_start(self, msg: dict) -> CallStarted:
         start = msg.get("start", {})
@@ -328,16 +187,11 @@ class AwaazCodec(CallStateMachine, Codec):
         rate = parse_sample_rate(media_format.get("sample_rate"), _RATE, what="awaaz start.media_format.sample_rate")
         custom = start.get("custom_parameters")
         custom = custom if isinstance(custom, dict) else {}
-
         stream_sid = as_text(msg.get("stream_sid")) or as_text(start.get("stream_sid")) or (self._default_stream_sid or "")
         call_sid = as_text(start.get("call_sid")) or as_text(msg.get("call_sid"))
         caller, _, _ = first_text((start, custom), _CALLER_KEYS)
         called, _, _ = first_text((start, custom), _CALLED_KEYS)
         direction, _, _ = first_text((start, custom), _DIRECTION_KEYS)
-
-        self.stream_sid = stream_sid
-        self.call_sid = call_sid
-        self._inbound_rate = rate
         return CallStarted(
             call_id=call_sid or stream_sid,
             stream_id=stream_sid,
@@ -349,253 +203,119 @@ class AwaazCodec(CallStateMachine, Codec):
             raw=msg,
         )
 
-    def _decode_media(self, msg: dict) -> list[Event]:
-        media = msg.get("media")
-        if not isinstance(media, dict) or media.get("payload") is None:
-            # nothing to play: skipped and reported, as Awaaz's connector skips it
-            return [UnknownMessage(kind="media without payload", raw=msg)]
-        pcm = b64decode(media.get("payload"), what="awaaz media.payload", lenient=True)
-        if len(pcm) % 2:
-            raise RemoteProtocolError(
-                f"awaaz: media payload is {len(pcm)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
-            )
-        if not pcm:
-            return []
-        return [CallerAudio(pcm=pcm, sample_rate=self._inbound_rate)]
-
-    @staticmethod
-    def _decode_dtmf(msg: dict) -> Event:
-        body = msg.get("dtmf")
-        digit: Any = body.get("digit") if isinstance(body, dict) else msg.get("digit")
-        if isinstance(digit, int) and not isinstance(digit, bool) and 0 <= digit <= 9:
-            digit = str(digit)
-        if isinstance(digit, str):
-            digit = digit.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS:
-                return Dtmf(digit)
-        return UnknownMessage(kind="dtmf", raw=msg)
-
-    @staticmethod
-    def _decode_mark_echo(msg: dict) -> Event:
+    def _mark_name(self, msg: dict) -> str | None:
         body = msg.get("mark")
-        # {"mark": {"name": ...}}, {"mark": "name"} (seen from Twilio-style peers) or a
-        # top-level "name"
-        name = body.get("name") if isinstance(body, dict) else body if isinstance(body, str) else msg.get("name")
-        if isinstance(name, str):
-            return MarkEchoed(name)
-        return UnknownMessage(kind="mark", raw=msg)
+        if self.role is Role.PROVIDER:  # its own shape only (the other is ignored: _decode_mark)
+            name = body if self.mark_shape == "string" else body.get("name") if isinstance(body, dict) else None
+        else:  # {"mark": {"name": ...}}, {"mark": "name"} (Twilio-style peers) or a top-level "name"
+            name = body.get("name") if isinstance(body, dict) else body if isinstance(body, str) else msg.get("name")
+        return name if isinstance(name, str) else None
 
-    def _receive_as_provider(self, event: str, msg: dict) -> list[Event]:
-        kind = _OUTBOUND_KINDS.get(event, _UNKNOWN)
-        after = self._next_state(kind, local=False)
-        sid = msg.get("stream_sid")
-        if kind != _UNKNOWN and sid is not None and as_text(sid) != self.stream_sid:
-            raise RemoteProtocolError(
-                f"awaaz: {event} for stream {sid!r:.60}, this stream is {self.stream_sid!r}", CloseCode.PROTOCOL_ERROR
-            )
-        result: list[Event]
-        if kind == _PLAY:
-            result = self._decode_play(msg, self.wav_wrap)
-            if self.strict_frames:
-                result = self._check_frames(msg, result)
-        elif kind == _MARK:
-            body = msg.get("mark")
-            other = dict if self.mark_shape == "string" else str
-            if isinstance(body, other):
-                # a peer that parses one shape ignores the other: the engine then waits for
-                # an echo that never comes, and a wrong mark_shape shows as mark fallbacks
-                result = [UnknownMessage(kind="mark", raw=msg)]
-            else:
-                name = body if self.mark_shape == "string" else body.get("name") if isinstance(body, dict) else None
-                if not isinstance(name, str):
-                    raise RemoteProtocolError("awaaz: mark without a name", CloseCode.INVALID_PAYLOAD)
-                result = [Mark(name)]
-        elif kind == _CLEAR:
-            result = [Clear()]
-        else:
-            result = [UnknownMessage(kind=event, raw=msg)]
-        self._commit(after)
-        return result
+    def _decode_mark(self, msg: dict) -> list[Event]:
+        if isinstance(msg.get("mark"), dict if self.mark_shape == "string" else str):
+            # a peer that parses one shape ignores the other: the engine then waits for an
+            # echo that never comes, and a wrong mark_shape shows as mark fallbacks
+            return [UnknownMessage(kind="mark", raw=msg)]
+        return super()._decode_mark(msg)
 
-    @staticmethod
-    def _decode_play(msg: dict, wav_wrap: bool) -> list[Event]:
+    def _decode_play(self, msg: dict) -> list[Event]:
         """What the provider plays. A provider that takes WAV-wrapped payloads (Awaaz's
         connector) reads the header; one that takes raw PCM (``wav_wrap=False``: Awaaz's own
         Pipecat bot) plays whatever it gets as PCM, a WAV header too: 44 bytes of noise."""
         media = msg.get("media")
         if not isinstance(media, dict):
-            raise RemoteProtocolError("awaaz: media message has no \"media\" object", CloseCode.INVALID_PAYLOAD)
+            raise RemoteProtocolError('awaaz: media message has no "media" object', CloseCode.INVALID_PAYLOAD)
         data = b64decode(media.get("payload"), what="awaaz media.payload")
         rate = _RATE
-        if wav_wrap and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        if self.wav_wrap and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
             try:
                 wav = parse_wav(data)
             except WavError as exc:
                 raise RemoteProtocolError(f"awaaz: media payload is a broken WAV file: {exc}", CloseCode.INVALID_PAYLOAD) from exc
             data, rate = wav.pcm, wav.sample_rate
-        elif len(data) % 2:
-            raise RemoteProtocolError(
-                f"awaaz: media payload is {len(data)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
-            )
+        else:
+            data = self._wire_to_pcm(data)
         if not data:
             return []
-        return [PlayAudio(pcm=data, sample_rate=rate)]
+        played = PlayAudio(pcm=data, sample_rate=rate)
+        return self._check_frames(media, played, msg) if self.strict_frames else [played]
 
-    def _check_frames(self, msg: dict, result: list[Event]) -> list[Event]:
+    def _check_frames(self, media: dict, played: PlayAudio, msg: dict) -> list[Event]:
         """Awaaz's JS connector strictly: a payload that is not whole 20 ms frames is not
         played, and ``timestamp`` must advance by each payload's duration (in ms)."""
         out: list[Event] = []
-        for event in result:
-            if not isinstance(event, PlayAudio):
-                out.append(event)
-                continue
-            frame_bytes = 2 * event.sample_rate * _FRAME_MS // 1000
-            stamp = msg["media"].get("timestamp")
-            expected = self._rx_timestamp + len(event.pcm) * 1000 / (2 * event.sample_rate)
-            self._rx_timestamp = expected  # a payload without one (the Pipecat form) still moves the stream on
-            if stamp is not None:
-                try:
-                    stamp_ms = float(stamp)
-                except (TypeError, ValueError):
-                    stamp_ms = float("nan")
-                if stamp_ms != expected:
-                    self.timestamp_mismatches += 1
-                    out.append(UnknownMessage(kind=f"timestamp {stamp!r:.20}, expected {expected:g}", raw=msg))
-                self._rx_timestamp = stamp_ms if stamp_ms == stamp_ms else expected
-            if len(event.pcm) % frame_bytes:
-                self.media_dropped += 1
-                out.append(UnknownMessage(kind=f"media dropped: {len(event.pcm)} bytes, not whole {frame_bytes}-byte frames", raw=msg))
-            else:
-                out.append(event)
-        return out
-
-    # --- send -----------------------------------------------------------------------
-
-    def send(self, event: Event) -> Sequence[WireMessage]:
-        if self.role is Role.ENGINE:
-            return self._send_as_engine(event)
-        return self._send_as_provider(event)
-
-    def _send_as_engine(self, command: Event) -> list[WireMessage]:
-        if isinstance(command, Transfer):
-            raise UnsupportedCommand(
-                "awaaz: transfer has no WebSocket message; transfer the call on Awaaz's side "
-                "(template / FreeSWITCH) or hang up"
-            )
-        if isinstance(command, PlayAudio):
-            kind = _PLAY
-        elif isinstance(command, Mark):
-            kind = _MARK
-        elif isinstance(command, Clear):
-            kind = _CLEAR
-        elif isinstance(command, Hangup):
-            kind = _HANGUP
+        frame_bytes = 2 * played.sample_rate * _FRAME_MS // 1000
+        stamp = media.get("timestamp")
+        expected = self._rx_timestamp + len(played.pcm) * 1000 / (2 * played.sample_rate)
+        self._rx_timestamp = expected  # a payload without one (the Pipecat form) still moves the stream on
+        if stamp is not None:
+            try:
+                stamp_ms = float(stamp)
+            except (TypeError, ValueError):
+                stamp_ms = float("nan")
+            if stamp_ms != expected:
+                self.timestamp_mismatches += 1
+                out.append(UnknownMessage(kind=f"timestamp {stamp!r:.20}, expected {expected:g}", raw=msg))
+            self._rx_timestamp = stamp_ms if stamp_ms == stamp_ms else expected
+        if len(played.pcm) % frame_bytes:
+            self.media_dropped += 1
+            out.append(UnknownMessage(kind=f"media dropped: {len(played.pcm)} bytes, not whole {frame_bytes}-byte frames", raw=msg))
         else:
-            raise LocalProtocolError(f"awaaz: the engine cannot send {type(command).__name__}")
-        after = self._next_state(kind, local=True)
-        if isinstance(command, PlayAudio):
-            if command.sample_rate != self.outbound_rate:
-                raise LocalProtocolError(
-                    f"awaaz plays {self.outbound_rate} Hz audio, got {command.sample_rate} Hz (resample first)"
-                )
-            out: list[WireMessage] = self._encode_play(command.pcm)
-        elif isinstance(command, Mark):
-            mark: Any = command.name if self.mark_shape == "string" else {"name": command.name}
-            out = [dumps({"event": "mark", "stream_sid": self.stream_sid, "mark": mark})]
-        elif isinstance(command, Clear):
-            out = [dumps({"event": "clear", "stream_sid": self.stream_sid})]
-        else:  # Hangup: on Awaaz, hanging up is closing the socket normally.
-            out = []
-        self._commit(after)
+            out.append(played)
         return out
+
+    # --- send: Awaaz's connector's shapes ---------------------------------------------
 
     def _encode_play(self, pcm: bytes) -> list[WireMessage]:
         """One ``media`` message per PlayAudio: the engine's playout plan cuts audio into
         chunks (``chunk_ms`` is its default for Awaaz), so the size on the wire is the size
         the engine paced, in one place."""
-        if not pcm:
-            return []
+        return [self._media_message(pcm, build_wav(pcm, self._outbound_rate) if self.wav_wrap else pcm, self._outbound_rate)]
+
+    def _encode_caller_audio(self, pcm: bytes) -> list[WireMessage]:
+        return [self._media_message(pcm, pcm, self._inbound_rate)]
+
+    def _media_message(self, pcm: bytes, payload: bytes, rate: int) -> str:
+        # The connector's counters: sequence_number, chunk and timestamp count media
+        # messages only (from 1 / 20), timestamp is the position at the chunk's end.
         self._sequence += 1
         self._chunks += 1
         self._samples += len(pcm) // 2
-        payload = build_wav(pcm, self.outbound_rate) if self.wav_wrap else pcm
-        return [self._media_message(payload, self._samples * 1000 // self.outbound_rate)]
-
-    def _media_message(self, payload: bytes, timestamp_ms: int) -> str:
         # The one message sent 50 times a second per call: formatted from a template rather
         # than through json.dumps (a third of the codec's send cost), with the same bytes
         # as ``dumps`` would give. Only stream_sid is free text; it is JSON-escaped once.
         sid = self.stream_sid
         if sid is not self._sid_json_of:
-            self._sid_json = dumps(sid)
-            self._sid_json_of = sid
+            self._sid_json, self._sid_json_of = dumps(sid), sid
         return (
             f'{{"event":"media","sequence_number":{self._sequence:d},"stream_sid":{self._sid_json},'
-            f'"media":{{"chunk":{self._chunks:d},"timestamp":"{timestamp_ms:d}","payload":"{b64encode(payload)}"}}}}'
+            f'"media":{{"chunk":{self._chunks:d},"timestamp":"{self._samples * 1000 // rate:d}","payload":"{b64encode(payload)}"}}}}'
         )
 
-    def _send_as_provider(self, event: Event) -> list[WireMessage]:
-        if isinstance(event, Connected):
-            kind = _CONNECTED
-        elif isinstance(event, CallStarted):
-            kind = _START
-        elif isinstance(event, CallerAudio):
-            kind = _MEDIA
-        elif isinstance(event, Dtmf):
-            kind = _DTMF
-        elif isinstance(event, MarkEchoed):
-            kind = _MARK_ECHO
-        elif isinstance(event, CallStopped):
-            kind = _STOP
-        elif isinstance(event, UnknownMessage):
-            kind = _UNKNOWN
-        else:
-            raise LocalProtocolError(f"awaaz: the provider cannot send {type(event).__name__}")
-        after = self._next_state(kind, local=True)
-        if isinstance(event, Connected):
-            out: list[WireMessage] = [self._connected_message()]
-        elif isinstance(event, CallStarted):
-            out = self._encode_start(event)
-        elif isinstance(event, CallerAudio):
-            if event.sample_rate != self._inbound_rate:
-                raise LocalProtocolError(
-                    f"awaaz: this stream announced {self._inbound_rate} Hz, got {event.sample_rate} Hz caller audio"
-                )
-            out = []
-            if event.pcm:
-                self._sequence += 1
-                self._chunks += 1
-                self._samples += event.num_samples
-                out.append(self._media_message(event.pcm, self._samples * 1000 // self._inbound_rate))
-        elif isinstance(event, Dtmf):
-            out = [self._numbered({"event": "dtmf", "stream_sid": self.stream_sid, "dtmf": {"digit": event.digit}})]
-        elif isinstance(event, MarkEchoed):
-            mark: Any = event.name if self.mark_shape == "string" else {"name": event.name}
-            out = [self._numbered({"event": "mark", "stream_sid": self.stream_sid, "mark": mark})]
-        elif isinstance(event, CallStopped):
-            stop: dict[str, Any] = {"call_sid": self.call_sid}
-            if event.reason:
-                stop["reason"] = event.reason
-            out = [self._numbered({"event": "stop", "stream_sid": self.stream_sid, "stop": stop})]
-        else:
-            out = [_raw_message(event)]
-        self._commit(after)
-        return out
+    def _mark_body(self, name: str) -> dict[str, Any]:
+        return {"mark": name if self.mark_shape == "string" else {"name": name}}
 
-    def _connected_message(self) -> str:
+    def _encode_mark(self, name: str) -> list[WireMessage]:
+        return [self._message(Kind.MARK, self._mark_body(name))]
+
+    def _encode_mark_echo(self, name: str) -> list[WireMessage]:
+        return [self._message(Kind.MARK_ECHO, self._mark_body(name), numbered=True)]
+
+    def _encode_dtmf(self, digit: str) -> list[WireMessage]:
+        return [self._message(Kind.DTMF, {"dtmf": {"digit": digit}}, numbered=True)]
+
+    def _encode_stop(self, reason: str) -> list[WireMessage]:
+        return [self._message(Kind.STOP, {"stop": {"call_sid": self.call_sid, **({"reason": reason} if reason else {})}}, numbered=True)]
+
+    def _encode_connected(self) -> list[WireMessage]:
         self._connected_sent = True
-        return dumps({"event": "connected"})
-
-    def _numbered(self, body: dict) -> str:
-        self._sequence += 1
-        return dumps({"event": body.pop("event"), "sequence_number": self._sequence, **body})
+        return super()._encode_connected()
 
     def _encode_start(self, event: CallStarted) -> list[WireMessage]:
         # Awaaz itself streams 8 kHz; other rates are allowed so tests can exercise the
         # engine's handling of media_format.sample_rate.
-        self.stream_sid = event.stream_id or self._default_stream_sid or f"MZ{uuid.uuid4().hex}"
-        self.call_sid = event.call_id
-        self._inbound_rate = event.sample_rate
+        if not event.stream_id and self._default_stream_sid:
+            self.stream_sid = self._default_stream_sid
         start: dict[str, Any] = {
             "stream_sid": self.stream_sid,
             "call_sid": event.call_id,
@@ -607,28 +327,8 @@ class AwaazCodec(CallStateMachine, Codec):
         for key, value in (("from", event.caller), ("to", event.called), ("direction", event.direction)):
             if value:
                 start[key] = value
-        start_message = self._numbered({"event": "start", "stream_sid": self.stream_sid, "start": start})
+        start_message = self._message(Kind.START, {"start": start}, numbered=True)
         if self._connected_sent:
             return [start_message]
-        connected = self._connected_message()
-        return [connected, start_message] if self.connected_first else [start_message, connected]
-
-
-def _raw_message(event: UnknownMessage) -> WireMessage:
-    """Let the simulator inject arbitrary messages: a dict is JSON-encoded, text/bytes go as is."""
-    raw = event.raw
-    if isinstance(raw, (str, bytes)):
-        return raw
-    if isinstance(raw, Mapping):
-        return dumps(dict(raw))
-    return dumps({"event": event.kind})
-
-
-def _text_of_binary(data: bytes) -> str | None:
-    """A binary frame that holds a JSON object as UTF-8 text, else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    stripped = text.lstrip("\ufeff \t\r\n")
-    return text if stripped.startswith("{") else None
+        connected = self._encode_connected()
+        return connected + [start_message] if self.connected_first else [start_message] + connected

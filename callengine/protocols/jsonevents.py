@@ -106,12 +106,14 @@ class JsonEventCodec(CallStateMachine, Codec):
     ``outbound``: wire event name -> :class:`Kind`, for what the engine sends;
     ``event_key`` (``"event"``) and ``sid_key`` (where the stream id sits at the top level);
     ``encoding``: the default payload encoding (``ENCODINGS``), which a start may change;
-    ``capabilities.dtmf_keys``: the DTMF keys the provider carries;
+    ``capabilities.dtmf_keys``: the DTMF keys the provider carries (``dtmf_wire_keys``, if
+    set, is what the codec passes either way instead);
     ``transfer_hint``: why transfer is not a message, for the error an agent sees.
 
     and overrides the hooks whose default (the Twilio shape) does not fit: reading the
     start (``_decode_start``), where the payload sits (``_payload``), the DTMF digit
-    (``_digit``), the mark name (``_mark_name``), and the ``_encode_*`` methods for what
+    (``_digit``), the mark name (``_mark_name``), the agent's audio and marks as a provider
+    reads them (``_decode_play``, ``_decode_mark``), and the ``_encode_*`` methods for what
     goes on the wire.
     """
 
@@ -129,6 +131,9 @@ class JsonEventCodec(CallStateMachine, Codec):
     seq_text: ClassVar[bool] = True
     #: the simulated provider's media ``timestamp``: the chunk's start (Twilio) or end (Awaaz)
     timestamp_at_end: ClassVar[bool] = False
+    #: the DTMF keys read and sent, where they are not ``capabilities.dtmf_keys`` (Awaaz
+    #: passes all sixteen, though its own serializer carries only twelve)
+    dtmf_wire_keys: ClassVar[frozenset[str] | None] = None
 
     _transitions = _TRANSITIONS
     _start_kind = Kind.START
@@ -211,7 +216,7 @@ class JsonEventCodec(CallStateMachine, Codec):
             result = [self._decode_dtmf(msg)]
         elif kind == Kind.MARK_ECHO:
             name = self._mark_name(msg)
-            result = [MarkEchoed(name)] if name else [UnknownMessage(kind=event, raw=msg)]
+            result = [MarkEchoed(name)] if name is not None else [UnknownMessage(kind=event, raw=msg)]
         elif kind == Kind.STOP:
             result = [CallStopped(reason=self._stop_reason(msg), raw=msg)]
         elif kind == Kind.ACK:
@@ -225,7 +230,7 @@ class JsonEventCodec(CallStateMachine, Codec):
         payload = self._payload(msg)
         if payload is None:
             return [UnknownMessage(kind="media without payload", raw=msg)]
-        data = b64decode(payload, what=f"{self.name} media payload", lenient=True)
+        data = b64decode(payload, what=f"{self.name} media.payload", lenient=True)
         pcm = self._wire_to_pcm(data)
         if not pcm:
             return []
@@ -237,9 +242,13 @@ class JsonEventCodec(CallStateMachine, Codec):
             digit = str(digit)
         if isinstance(digit, str):
             digit = digit.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS and digit in self.capabilities.dtmf_keys:
+            if len(digit) == 1 and digit in DTMF_DIGITS and digit in self._dtmf_keys:
                 return Dtmf(digit)
         return UnknownMessage(kind="dtmf", raw=msg)
+
+    @property
+    def _dtmf_keys(self) -> frozenset[str]:
+        return self.capabilities.dtmf_keys if self.dtmf_wire_keys is None else self.dtmf_wire_keys
 
     def _receive_as_provider(self, event: str, msg: dict) -> list[Event]:
         kind = self.outbound.get(event, Kind.UNKNOWN)
@@ -251,10 +260,7 @@ class JsonEventCodec(CallStateMachine, Codec):
         if kind == Kind.PLAY:
             result = self._decode_play(msg)
         elif kind == Kind.MARK:
-            name = self._mark_name(msg)
-            if not name:
-                raise RemoteProtocolError(f"{self.name}: mark without a name", CloseCode.INVALID_PAYLOAD)
-            result = [Mark(name)]
+            result = self._decode_mark(msg)
         elif kind == Kind.CLEAR:
             result = [Clear()]
         elif kind == Kind.HANGUP:
@@ -268,8 +274,14 @@ class JsonEventCodec(CallStateMachine, Codec):
         payload = self._payload(msg)
         if payload is None:
             raise RemoteProtocolError(f"{self.name}: {msg.get(self.event_key)} without a payload", CloseCode.INVALID_PAYLOAD)
-        pcm = self._wire_to_pcm(b64decode(payload, what=f"{self.name} media payload"))
+        pcm = self._wire_to_pcm(b64decode(payload, what=f"{self.name} media.payload"))
         return [PlayAudio(pcm=pcm, sample_rate=self._outbound_rate)] if pcm else []
+
+    def _decode_mark(self, msg: dict) -> list[Event]:
+        name = self._mark_name(msg)
+        if name is None:
+            raise RemoteProtocolError(f"{self.name}: mark without a name", CloseCode.INVALID_PAYLOAD)
+        return [Mark(name)]
 
     # --- hooks: where the provider's fields sit (the Twilio shape) ------------------------
 
@@ -284,10 +296,11 @@ class JsonEventCodec(CallStateMachine, Codec):
         body = msg.get("dtmf")
         return body.get("digit") if isinstance(body, dict) else msg.get("digit")
 
-    def _mark_name(self, msg: dict) -> str:
+    def _mark_name(self, msg: dict) -> str | None:
+        """The mark's name, or None where the message names none."""
         body = msg.get("mark")
         name = body.get("name") if isinstance(body, dict) else body
-        return name if isinstance(name, str) else ""
+        return name if isinstance(name, str) and name else None
 
     def _stop_reason(self, msg: dict) -> str:
         stop = msg.get("stop")
@@ -299,7 +312,7 @@ class JsonEventCodec(CallStateMachine, Codec):
     def _wire_to_pcm(self, data: bytes) -> bytes:
         decode, _, width = ENCODINGS[self.encoding]
         if width == 2 and len(data) % 2:
-            raise RemoteProtocolError(f"{self.name}: payload is {len(data)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD)
+            raise RemoteProtocolError(f"{self.name}: media payload is {len(data)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD)
         return decode(data)
 
     def _pcm_to_wire(self, pcm: bytes) -> bytes:
@@ -340,7 +353,7 @@ class JsonEventCodec(CallStateMachine, Codec):
         kinds = {Connected: Kind.CONNECTED, CallStarted: Kind.START, CallerAudio: Kind.MEDIA, Dtmf: Kind.DTMF, MarkEchoed: Kind.MARK_ECHO, CallStopped: Kind.STOP}
         kind = kinds.get(type(event))
         if kind is None:
-            raise LocalProtocolError(f"{self.name}: a provider cannot send {type(event).__name__}")
+            raise LocalProtocolError(f"{self.name}: the provider cannot send {type(event).__name__}")
         after = self._next_state(kind, local=True)
         out: list[WireMessage]
         if isinstance(event, Connected):
@@ -355,7 +368,7 @@ class JsonEventCodec(CallStateMachine, Codec):
                 raise LocalProtocolError(f"{self.name}: this stream announced {self._inbound_rate} Hz, got {event.sample_rate} Hz caller audio")
             out = self._encode_caller_audio(event.pcm) if event.pcm else []
         elif isinstance(event, Dtmf):
-            out = self._encode_dtmf(event.digit) if event.digit in self.capabilities.dtmf_keys else []
+            out = self._encode_dtmf(event.digit) if event.digit in self._dtmf_keys else []
         elif isinstance(event, MarkEchoed):
             out = self._encode_mark_echo(event.name)
         else:

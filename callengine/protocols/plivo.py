@@ -108,9 +108,9 @@ class PlivoCodec(JsonEventCodec):
             raw=msg,
         )
 
-    def _mark_name(self, msg: dict) -> str:
+    def _mark_name(self, msg: dict) -> str | None:
         name = msg.get("name")
-        return name if isinstance(name, str) else super()._mark_name(msg)
+        return (name or None) if isinstance(name, str) else super()._mark_name(msg)
 
     def _encode_play(self, pcm: bytes) -> list[WireMessage]:
         media = {"contentType": _WIRE_TYPES[self.encoding], "sampleRate": self._outbound_rate, "payload": b64encode(self._pcm_to_wire(pcm))}
