@@ -96,10 +96,6 @@ def shown_path(config: "ServerConfig", target: str, *, token_unknown: bool = Fal
     return redact_path(target, config.token, keep=keep, unknown_segments=token_unknown and config.token is not None)
 
 
-def header(request: "UpgradeRequest", name: str) -> str | None:
-    return _header(request.headers, name)
-
-
 def _header(headers: "list[tuple[bytes, bytes]]", name: str) -> str | None:
     want = name.lower().encode()
     for key, value in headers:

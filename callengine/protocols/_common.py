@@ -176,6 +176,21 @@ class CallStateMachine:
     _state: CallState
     _start_seen: bool
 
+    # --- state the engine reads (the same for every codec on this machine) ---------------
+
+    @property
+    def started(self) -> bool:
+        """True once the call's start has been received (ENGINE) or sent (PROVIDER)."""
+        return self._start_seen
+
+    @property
+    def stopped(self) -> bool:
+        return self._state is CallState.STOPPED
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
     def _next_state(self, kind: str, *, local: bool) -> CallState:
         """Where ``kind`` takes the state machine, without moving it yet."""
         try:

@@ -156,18 +156,6 @@ class JsonEventCodec(CallStateMachine, Codec):
     # --- state the engine reads ---------------------------------------------------------
 
     @property
-    def started(self) -> bool:
-        return self._start_seen
-
-    @property
-    def stopped(self) -> bool:
-        return self._state is CallState.STOPPED
-
-    @property
-    def state(self) -> str:
-        return self._state.value
-
-    @property
     def inbound_rate(self) -> int:
         return self._inbound_rate
 

@@ -495,18 +495,6 @@ class KnowlarityCodec(CallStateMachine, Codec):
     # --- state ----------------------------------------------------------------------
 
     @property
-    def started(self) -> bool:
-        return self._start_seen
-
-    @property
-    def stopped(self) -> bool:
-        return self._state is _State.STOPPED
-
-    @property
-    def state(self) -> str:
-        return self._state.value
-
-    @property
     def inbound_rate(self) -> int:
         return self._rate
 
