@@ -39,6 +39,7 @@ import attrs
 import trio
 
 from . import __version__
+from .call.causes import ControlKind
 from .call.config import CALL_SETTINGS, CallConfig
 from .call.session import Agent, CallSession
 from .call.transport import Transport, TransportClosed, aclose_quietly
@@ -505,7 +506,7 @@ class CallServer:
             if ids is None:
                 return "no call id in the start message"
             try:
-                if str(kind) == "transfer":
+                if kind is ControlKind.TRANSFER:
                     await api.transfer(ids, target)
                     return "transferred"
                 return await api.hangup(ids)

@@ -134,13 +134,13 @@ class CallRecording:
             return
         self._file = None
         try:
-            await _io(_finalize_wav, file)
+            await run_io(_finalize_wav, file)
         except OSError as exc:
             self._fail(exc)
 
     async def _open(self) -> None:
         try:
-            self._file = await _io(_open_wav, self.path, self.rate)
+            self._file = await run_io(_open_wav, self.path, self.rate)
         except OSError as exc:
             self._fail(exc)
 
@@ -170,7 +170,7 @@ class CallRecording:
         self._written = upto
         file = self._file
         try:
-            await _io(file.write, frames.tobytes())
+            await run_io(file.write, frames.tobytes())
         except OSError as exc:
             self._fail(exc)
 
@@ -190,10 +190,6 @@ class CallRecording:
                 file.close()
             except OSError:
                 pass
-
-
-async def _io(fn, *args):
-    return await run_io(fn, *args)  # looked up at each call, so a test can replace it
 
 
 def _open_wav(path: Path, rate: int) -> IO[bytes]:
