@@ -88,13 +88,32 @@ async def test_prompt_stops_when_the_caller_talks(serve_agent, provider):
     assert all(t > said_at + 1.5 for t in resumed)
 
 
-async def test_ivr_hangs_up_on_awaaz_with_a_normal_close(serve_agent):
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_ivr_key_3_ends_the_call_the_providers_way(serve_agent, provider):
     base = await serve_agent("ivr")
-    async with open_dialed_call(f"{base}/awaaz", "awaaz") as sim:
+    async with open_dialed_call(f"{base}/{provider}", provider) as sim:
         await trio.sleep(0.5)
-        await sim.press("3")
+        await sim.press("3")  # a DTMF event, or an in-band tone where the provider has none
         await _wait_for(lambda: sim.closed.is_set())
-    assert sim.closed_code == 1000
+    assert sim.clears  # the key cut the menu short
+    if CODECS[provider].capabilities.hangup_message:
+        assert [what for _, what in sim.hangups] == ["hangup"]
+    else:
+        # no hang-up message on the socket (and no REST credentials here): a normal close
+        assert sim.hangups == [] and sim.closed_code == 1000
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_ivr_key_1_plays_the_message(serve_agent, provider):
+    base = await serve_agent("ivr")
+    async with open_dialed_call(f"{base}/{provider}", provider) as sim:
+        await trio.sleep(0.5)
+        await sim.press("1")
+        await trio.sleep(1.5)
+    # the menu was cut by the key and the message followed at once
+    [clear_at] = sim.clears
+    assert any(t > clear_at for t, c in sim.received if isinstance(c, PlayAudio))
+    assert sim.heard_seconds() > 1.5
 
 
 @pytest.mark.parametrize("key,expected", [("3", "asr_disconnect=true"), ("2", "asr_disconnect=true,parameter1=default")])

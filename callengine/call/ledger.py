@@ -74,6 +74,13 @@ class PlaybackAudio:
         self.ready_at = now
 
     def finish(self) -> None:
+        if 2 <= len(self._partial) < self._min_bytes and self._unsent:
+            # A tail too short for the provider (Exotel: under 100 ms) rides on the chunk
+            # before it rather than being padded: silence the caller would hear before
+            # the next playback, and a mark after it reached that much later.
+            last = self._unsent.pop()
+            self._chunked_bytes -= len(last)
+            self._partial[:0] = last
         self.flush_partial()
         self._partial.clear()  # an odd trailing byte is not a sample
         self.open = False

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,12 @@ def speech_8k() -> tuple[np.ndarray, float]:
 @pytest.fixture
 def speech():
     return speech_8k()
+
+
+def padded_s(seconds: float, sim) -> float:
+    """How long a playback of ``seconds`` lasts at the provider once the engine has padded its
+    tail to the provider's whole frames (Awaaz, Twilio, Smartflo...: ``frame_ms``)."""
+    frame = sim.session.caps.frame_ms / 1000
+    if not frame:
+        return seconds
+    return math.ceil(seconds / frame - 1e-9) * frame

@@ -9,9 +9,10 @@ import trio
 from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
 from callengine.events import BargeIn, Clear, Dtmf, PlayAudio, SpeechEnded, SpeechStarted
+from callengine.protocols.registry import CODECS
 from callengine.testing.harness import open_simulated_call
 
-PROVIDERS = ["awaaz", "knowlarity"]
+PROVIDERS = list(CODECS)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -9,9 +9,12 @@ import trio
 from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
 from callengine.events import Clear, MarkCleared, MarkReached, PlayAudio
+from callengine.protocols.registry import CODECS
 from callengine.testing.harness import open_simulated_call
 
-PROVIDERS = ["awaaz", "knowlarity"]
+from .conftest import padded_s
+
+PROVIDERS = list(CODECS)
 
 
 def _lead_s(sim) -> float:
@@ -71,9 +74,9 @@ async def test_back_to_back_playbacks_have_no_gap(autojump_clock, provider):
         pass
     assert sim.provider.gaps() == []
     assert [(r.interrupted, r.played_ms) for r in results] == [(False, pytest.approx(370, abs=1e-6))] * 5
-    # Awaaz (whole 20 ms frames): each playback's tail is padded with silence to 380 ms,
-    # which the caller hears as part of the same contiguous stream
-    per_playback = 0.38 if provider == "awaaz" else 0.37
+    # whole 20 ms frames (Awaaz, Twilio...): each playback's tail is padded with silence to
+    # 380 ms, which the caller hears as part of the same contiguous stream
+    per_playback = padded_s(0.37, sim)
     assert sim.provider.heard_seconds() == pytest.approx(5 * per_playback, abs=1e-3)
     assert sim.report.end_cause == "agent_returned"
 
@@ -101,12 +104,13 @@ async def test_marks_reached_at_the_right_virtual_time(autojump_clock, provider)
     assert [e[0] for e in events] == ["one", "two"]
     assert events[0][1] == pytest.approx(1.0, abs=1e-6)
     assert events[1][1] == pytest.approx(1.5, abs=1e-6)
-    if provider == "awaaz":
+    if sim.session.caps.mark_echo:
         # reached by the provider's echo, not by the fallback deadline
         assert [n for _, n in sim.provider.marks_echoed] == ["one", "two"]
         assert sim.report.stats.mark_echoes == 2 and sim.report.stats.mark_fallbacks == 0
     else:
         assert sim.provider.marks_received == []  # Knowlarity has no marks on the wire
+        assert sim.report.stats.mark_echoes == 0
 
 
 async def test_awaaz_mark_without_echo_reached_by_deadline(autojump_clock):
@@ -243,12 +247,41 @@ async def test_regression_streaming_pause_does_not_hold_back_a_partial_chunk(aut
     first_part = [seg for seg in sim.provider.heard if seg.start < 2.0]
     # all 310 ms were heard before the pause ended, without waiting for the next write
     # (less the streaming resampler's 3.4 ms filter delay where it resamples 16k -> 8k)
+    caps = sim.session.caps
+    sent = [cmd for _, cmd in sim.provider.received if isinstance(cmd, PlayAudio)]
     if provider == "awaaz":
         # whole 20 ms frames: the flushed tail (306.6 ms) and the last one are padded with
         # silence to 320 and 220 ms
         assert sum(seg.duration for seg in first_part) == pytest.approx(0.32, abs=1e-9)
         assert sim.provider.heard_seconds() == pytest.approx(0.54, abs=1e-9)
-        assert {len(cmd.pcm) % 320 for _, cmd in sim.provider.received if isinstance(cmd, PlayAudio)} == {0}
+        assert {len(cmd.pcm) % 320 for cmd in sent} == {0}
+    elif caps.frame_ms or caps.min_chunk_bytes:
+        # the flushed tail is padded with silence to the provider's frames and smallest
+        # message (Exotel: 3.2 KB), never held back
+        pad_s = max(caps.frame_ms / 1000, caps.min_chunk_bytes / (2 * caps.outbound_rate))
+        assert 0.31 - 4e-3 <= sum(seg.duration for seg in first_part) <= 0.31 + pad_s + 1e-9
+        frame = 2 * caps.outbound_rate * caps.frame_ms // 1000
+        assert all(len(cmd.pcm) >= caps.min_chunk_bytes for cmd in sent)
+        assert not frame or {len(cmd.pcm) % frame for cmd in sent} == {0}
     else:
         assert sum(seg.duration for seg in first_part) == pytest.approx(0.31, abs=4e-3)
         assert sim.provider.heard_seconds() == pytest.approx(0.51, abs=2e-3)
+
+
+async def test_a_tail_below_the_smallest_message_rides_on_the_chunk_before_it(autojump_clock):
+    """Exotel plays nothing under 3.2 KB cleanly: a 0.5 s playback in 200 ms chunks goes out
+    as 200 + 300 ms, not 200 + 200 + 100 ms padded to 200 (100 ms of silence the caller
+    would hear, and a mark after it reached 100 ms late)."""
+
+    async def agent(call):
+        await call.play(tone(500, 0.5, 8000), sample_rate=8000)
+        await call.mark("end")
+        async for ev in call:
+            if isinstance(ev, MarkReached):
+                break
+
+    async with open_simulated_call(agent, "exotel") as sim:
+        pass
+    sent = [len(cmd.pcm) for _, cmd in sim.provider.received if isinstance(cmd, PlayAudio)]
+    assert sent == [3200, 4800]
+    assert sim.provider.marks_echoed == [(pytest.approx(0.5, abs=1e-6), "end")]
