@@ -20,6 +20,7 @@ import math
 from typing import Any, ClassVar, Iterable, Mapping
 
 from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from ..events import DTMF_DIGITS, UnknownMessage
 
 __all__ = [
     "MIN_SAMPLE_RATE",
@@ -33,6 +34,9 @@ __all__ = [
     "first_text",
     "is_binary",
     "check_role_and_type",
+    "split_json_texts",
+    "parse_digit",
+    "raw_message",
 ]
 
 #: Sample rates outside this range are treated as malformed metadata.
@@ -150,6 +154,54 @@ def first_text(mappings: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> tu
             if text:
                 return text, mapping, key
     return "", None, ""
+
+
+def split_json_texts(text: str) -> list[str]:
+    """One text frame may hold several JSON texts back to back (drachtio's mod_audio_fork
+    appends queued texts into one frame): split them. Anything that is not a run of JSON
+    objects comes back whole, for the lenient parsers."""
+    stripped = text.strip()
+    if not stripped.startswith("{") or "}" not in stripped[:-1]:
+        return [text]
+    decoder = json.JSONDecoder()
+    parts: list[str] = []
+    at = 0
+    try:
+        while at < len(stripped):
+            _, end = decoder.raw_decode(stripped, at)
+            parts.append(stripped[at:end])
+            at = end
+            while at < len(stripped) and stripped[at] in " \t\r\n":
+                at += 1
+    except (ValueError, RecursionError):
+        return [text]
+    return parts
+
+
+def parse_digit(*candidates: object) -> str | None:
+    """The first DTMF digit among ``candidates``: a one-character key (any case, spaces
+    around it), a number 0-9, or an object holding either under ``digit``; None if none is."""
+    for candidate in candidates:
+        if isinstance(candidate, Mapping):
+            candidate = candidate.get("digit")
+        if isinstance(candidate, int) and not isinstance(candidate, bool) and 0 <= candidate <= 9:
+            candidate = str(candidate)
+        if isinstance(candidate, str):
+            digit = candidate.strip().upper()
+            if len(digit) == 1 and digit in DTMF_DIGITS:
+                return digit
+    return None
+
+
+def raw_message(event: UnknownMessage, kind_key: str = "event") -> str | bytes:
+    """What the simulator injects for an UnknownMessage: text or bytes as they are, a
+    mapping as JSON, else a message whose ``kind_key`` is the event's kind."""
+    raw = event.raw
+    if isinstance(raw, (str, bytes)):
+        return raw
+    if isinstance(raw, Mapping):
+        return dumps(dict(raw))
+    return dumps({kind_key: event.kind})
 
 
 class CallState(enum.Enum):

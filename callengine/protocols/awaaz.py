@@ -1,6 +1,6 @@
 """Awaaz AI media streams: JSON text frames with an ``event`` key, snake_case fields.
 
-Wire format (see protocols.md section 1)::
+Wire format (docs/protocols.md, "Awaaz AI: JSON events")::
 
     Awaaz -> us   connected (optional, before or after start), start, media, dtmf, mark, stop
     us -> Awaaz   media (payload = base64 of a WAV file per chunk), mark, clear

@@ -1,4 +1,4 @@
-"""Legacy Awaaz: Awaaz's older mod_audio_fork-style stream (protocols.md section 1.8).
+"""Legacy Awaaz: Awaaz's older mod_audio_fork-style stream (docs/protocols.md, "Older Awaaz accounts").
 
 Awaaz's published sample client (``awaazde/bidirectional-voice-streaming-client``) is the
 server of this stream: it writes every binary frame to an 8 kHz WAV file and answers any

@@ -25,12 +25,11 @@ transport, not the codec, knows whether the socket is still open.
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 from ..audio.g711 import alaw2lin, lin2alaw, lin2ulaw, ulaw2lin
-from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from ..events import (
-    DTMF_DIGITS,
     CallerAudio,
     CallStarted,
     CallStopped,
@@ -45,8 +44,9 @@ from ..events import (
     Transfer,
     UnknownMessage,
 )
-from ._common import CallState, CallStateMachine, as_text, b64decode, b64encode, check_role_and_type, dumps, loads_object
-from .base import Codec, Role, WireMessage
+from ._common import CallState, as_text, b64decode, b64encode, dumps, loads_object, parse_digit, raw_message
+from .base import Role, WireMessage
+from .skeleton import TableCodec
 
 __all__ = ["JsonEventCodec", "Kind", "ENCODINGS", "text_of_binary", "raw_message"]
 
@@ -99,7 +99,7 @@ ENCODINGS = {
 }
 
 
-class JsonEventCodec(CallStateMachine, Codec):
+class JsonEventCodec(TableCodec):
     """The shared codec of the JSON-event family. A provider sets:
 
     ``inbound``: wire event name -> :class:`Kind`, for what the provider sends;
@@ -135,15 +135,19 @@ class JsonEventCodec(CallStateMachine, Codec):
     #: passes all sixteen, though its own serializer carries only twelve)
     dtmf_wire_keys: ClassVar[frozenset[str] | None] = None
 
+    engine_sends: ClassVar[Mapping[type, str]] = {PlayAudio: Kind.PLAY, Mark: Kind.MARK, Clear: Kind.CLEAR, Hangup: Kind.HANGUP}
+    provider_sends: ClassVar[Mapping[type, str]] = {
+        Connected: Kind.CONNECTED, CallStarted: Kind.START, CallerAudio: Kind.MEDIA,
+        Dtmf: Kind.DTMF, MarkEchoed: Kind.MARK_ECHO, CallStopped: Kind.STOP,
+    }
+
     _transitions = _TRANSITIONS
     _start_kind = Kind.START
     _second_start = "a second start"
     _before_start = "before start"
 
     def __init__(self, role: Role = Role.ENGINE) -> None:
-        super().__init__(Role(role))
-        self._state = CallState.IDLE
-        self._start_seen = False
+        super().__init__(role)
         self.stream_sid = ""
         self.call_sid = ""
         self._inbound_rate = self.capabilities.inbound_rate
@@ -165,8 +169,8 @@ class JsonEventCodec(CallStateMachine, Codec):
 
     # --- receive ------------------------------------------------------------------------
 
-    def receive(self, message: WireMessage) -> Sequence[Event]:
-        check_role_and_type(message)
+    def _parse(self, message: WireMessage) -> tuple[str, dict]:
+        """The event name and the message (JSON text, or JSON text in a binary frame)."""
         if not isinstance(message, str):
             text = text_of_binary(bytes(message))
             if text is None:
@@ -176,11 +180,10 @@ class JsonEventCodec(CallStateMachine, Codec):
         event = msg.get(self.event_key)
         if not isinstance(event, str) or not event:
             raise RemoteProtocolError(f'{self.name}: message has no "{self.event_key}" string', CloseCode.INVALID_PAYLOAD)
-        if self.role is Role.ENGINE:
-            return self._receive_as_engine(event, msg)
-        return self._receive_as_provider(event, msg)
+        return event, msg
 
-    def _receive_as_engine(self, event: str, msg: dict) -> list[Event]:
+    def _receive_as_engine(self, message: WireMessage) -> list[Event]:
+        event, msg = self._parse(message)
         kind = self.inbound.get(event, Kind.UNKNOWN)
         was = self._state
         # Skipped, not fatal: the providers' own connectors carry on past these.
@@ -225,20 +228,18 @@ class JsonEventCodec(CallStateMachine, Codec):
         return [CallerAudio(pcm=pcm, sample_rate=self._inbound_rate)]
 
     def _decode_dtmf(self, msg: dict) -> Event:
-        digit: Any = self._digit(msg)
-        if isinstance(digit, int) and not isinstance(digit, bool) and 0 <= digit <= 9:
-            digit = str(digit)
-        if isinstance(digit, str):
-            digit = digit.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS and digit in self._dtmf_keys:
-                return Dtmf(digit)
+        digit = self._digit(msg)
+        digit = parse_digit(digit) if not isinstance(digit, dict) else None
+        if digit is not None and digit in self._dtmf_keys:
+            return Dtmf(digit)
         return UnknownMessage(kind="dtmf", raw=msg)
 
     @property
     def _dtmf_keys(self) -> frozenset[str]:
         return self.capabilities.dtmf_keys if self.dtmf_wire_keys is None else self.dtmf_wire_keys
 
-    def _receive_as_provider(self, event: str, msg: dict) -> list[Event]:
+    def _receive_as_provider(self, message: WireMessage) -> list[Event]:
+        event, msg = self._parse(message)
         kind = self.outbound.get(event, Kind.UNKNOWN)
         after = self._next_state(kind, local=False)
         sid = msg.get(self.sid_key)
@@ -308,62 +309,40 @@ class JsonEventCodec(CallStateMachine, Codec):
 
     # --- send ---------------------------------------------------------------------------
 
-    def send(self, event: Event) -> Sequence[WireMessage]:
-        if self.role is Role.ENGINE:
-            return self._send_as_engine(event)
-        return self._send_as_provider(event)
+    def _lacks(self, event: Event) -> str | None:
+        if self.role is Role.ENGINE and isinstance(event, Transfer):
+            return f"transfer is not a WebSocket message; {self.transfer_hint}"
+        return super()._lacks(event)
 
-    def _send_as_engine(self, command: Event) -> list[WireMessage]:
-        if isinstance(command, Transfer):
-            raise UnsupportedCommand(f"{self.name}: transfer is not a WebSocket message; {self.transfer_hint}")
-        kinds = {PlayAudio: Kind.PLAY, Mark: Kind.MARK, Clear: Kind.CLEAR, Hangup: Kind.HANGUP}
-        kind = kinds.get(type(command))
-        if kind is None:
-            raise LocalProtocolError(f"{self.name}: the engine cannot send {type(command).__name__}")
-        after = self._next_state(kind, local=True)
-        out: list[WireMessage]
+    def _encode_as_engine(self, kind: str, command: Event) -> list[WireMessage]:
         if isinstance(command, PlayAudio):
             if command.sample_rate != self._outbound_rate:
                 raise LocalProtocolError(f"{self.name} plays {self._outbound_rate} Hz audio, got {command.sample_rate} Hz (resample first)")
-            out = self._encode_play(command.pcm) if command.pcm else []
-        elif isinstance(command, Mark):
-            out = self._encode_mark(command.name)
-        elif isinstance(command, Clear):
-            out = self._encode_clear()
-        else:
-            out = self._encode_hangup()
-        self._commit(after)
-        return out
+            return self._encode_play(command.pcm) if command.pcm else []
+        if isinstance(command, Mark):
+            return self._encode_mark(command.name)
+        if isinstance(command, Clear):
+            return self._encode_clear()
+        return self._encode_hangup()
 
-    def _send_as_provider(self, event: Event) -> list[WireMessage]:
-        if isinstance(event, UnknownMessage):
-            return [raw_message(event)]  # the simulator injects what it likes
-        kinds = {Connected: Kind.CONNECTED, CallStarted: Kind.START, CallerAudio: Kind.MEDIA, Dtmf: Kind.DTMF, MarkEchoed: Kind.MARK_ECHO, CallStopped: Kind.STOP}
-        kind = kinds.get(type(event))
-        if kind is None:
-            raise LocalProtocolError(f"{self.name}: the provider cannot send {type(event).__name__}")
-        after = self._next_state(kind, local=True)
-        out: list[WireMessage]
+    def _encode_as_provider(self, kind: str, event: Event) -> list[WireMessage]:
         if isinstance(event, Connected):
-            out = self._encode_connected()
-        elif isinstance(event, CallStarted):
+            return self._encode_connected()
+        if isinstance(event, CallStarted):
             self.stream_sid = event.stream_id or f"MZ{uuid.uuid4().hex}"
             self.call_sid = event.call_id
             self._inbound_rate = event.sample_rate
-            out = self._encode_start(event)
-        elif isinstance(event, CallerAudio):
+            return self._encode_start(event)
+        if isinstance(event, CallerAudio):
             if event.sample_rate != self._inbound_rate:
                 raise LocalProtocolError(f"{self.name}: this stream announced {self._inbound_rate} Hz, got {event.sample_rate} Hz caller audio")
-            out = self._encode_caller_audio(event.pcm) if event.pcm else []
-        elif isinstance(event, Dtmf):
-            out = self._encode_dtmf(event.digit) if event.digit in self._dtmf_keys else []
-        elif isinstance(event, MarkEchoed):
-            out = self._encode_mark_echo(event.name)
-        else:
-            assert isinstance(event, CallStopped)
-            out = self._encode_stop(event.reason)
-        self._commit(after)
-        return out
+            return self._encode_caller_audio(event.pcm) if event.pcm else []
+        if isinstance(event, Dtmf):
+            return self._encode_dtmf(event.digit) if event.digit in self._dtmf_keys else []
+        if isinstance(event, MarkEchoed):
+            return self._encode_mark_echo(event.name)
+        assert isinstance(event, CallStopped)
+        return self._encode_stop(event.reason)
 
     # --- encoders (the Twilio shape; a provider overrides what differs) ---------------------
 
@@ -422,16 +401,6 @@ class JsonEventCodec(CallStateMachine, Codec):
 
     def _encode_stop(self, reason: str) -> list[WireMessage]:
         return [self._message(Kind.STOP, {"stop": {"callSid": self.call_sid, **({"reason": reason} if reason else {})}}, numbered=True)]
-
-
-def raw_message(event: UnknownMessage) -> WireMessage:
-    """Let the simulator inject arbitrary messages: a dict is JSON-encoded, text/bytes go as is."""
-    raw = event.raw
-    if isinstance(raw, (str, bytes)):
-        return raw
-    if isinstance(raw, Mapping):
-        return dumps(dict(raw))
-    return dumps({"event": event.kind})
 
 
 def text_of_binary(data: bytes) -> str | None:

@@ -1,6 +1,6 @@
 """Knowlarity (as documented by Verloop): mod_audio_fork framing.
 
-Wire format (see protocols.md section 2)::
+Wire format (docs/protocols.md, "Knowlarity: metadata, then binary audio")::
 
     Knowlarity -> us   one metadata text frame, then binary frames of raw PCM16LE
     us -> Knowlarity   JSON text: {"type":"playAudio","data":{...}} (a whole WAV file per
@@ -9,28 +9,6 @@ Wire format (see protocols.md section 2)::
 
 Decisions where the documentation is unsure:
 
-* **Metadata is parsed leniently** (:func:`parse_metadata`): a JSON object; a JSON string
-  holding JSON (double-encoded, up to three layers); a Python dict literal
-  (``ast.literal_eval``, which evaluates literals only, never code; tried only on texts up
-  to 64 KiB); and URL-encoded forms of those. Nested ``metadata`` and ``ivr_data`` may be
-  objects or strings in any of those forms. The result must be a dict, else
-  RemoteProtocolError 1007 saying what was found.
-* **Field mapping**: call id from ``uuid``/``callid``/``call_id``/``callId``/...; caller
-  from ``from``/``customer_number``/...; called from ``to``/``virtual_number``/...;
-  direction from ``call_type``/``direction``; sample rate from ``sample_rate`` (default
-  16000; numeric strings allowed; outside [4000, 192000] Hz is RemoteProtocolError 1007).
-  Keys are looked up at the top level first, then in the decoded ``metadata``, then in the
-  decoded ``ivr_data``. ``custom`` gets every other key from all three levels, flattened
-  (top level first, then metadata, then ivr_data, later levels winning on a clash).
-  Recognised fields that are empty (``"campaign": ""`` on inbound calls, ...) and
-  the ``"event": "websocket:connected"`` hello marker are left out of ``custom``; ``raw``
-  keeps the whole message. A nested field that cannot be decoded to a dict is kept in
-  ``custom`` unchanged.
-* **No call id** (none of the id keys present and non-empty): accepted, with
-  ``call_id=""``. mod_audio_fork's first frame is per-integration configuration, so a
-  missing id is not a framing error, and inventing one would pass a fake id off as
-  Knowlarity's; the session layer has its own connection id for logs. ``stream_id`` is
-  always ``""`` (there is no separate stream id).
 * **Caller audio**: binary frames, any length. An odd trailing byte is carried into the
   next frame. An empty frame after the metadata is mod_audio_fork's graceful shutdown (it
   then waits for the server to close): :class:`CallStopped` (``empty_frame_ends=False``
@@ -64,18 +42,13 @@ Decisions where the documentation is unsure:
 
 from __future__ import annotations
 
-import ast
-import json
-import urllib.parse
-import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import attrs
 
-from ..audio.wav import WavError, build_wav, parse_wav
-from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
+from ..audio.wav import build_wav
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from ..events import (
-    DTMF_DIGITS,
     CallerAudio,
     CallStarted,
     CallStopped,
@@ -90,20 +63,27 @@ from ..events import (
     Transfer,
     UnknownMessage,
 )
-from ._common import (
-    CallState,
-    CallStateMachine,
-    as_text,
-    b64decode,
-    b64encode,
-    check_role_and_type,
-    dumps,
-    first_text,
-    is_binary,
-    loads_object,
-    parse_sample_rate,
+from ._common import CallState, b64encode, dumps, is_binary, loads_object, parse_digit, parse_sample_rate, split_json_texts
+from .base import Capabilities, Role, WireMessage
+from .knowlarity_metadata import (
+    DEFAULT_RATE,
+    LAYOUTS,
+    MAX_METADATA_CHARS,
+    Undecodable,
+    call_started,
+    decode_text,
+    encode_metadata,
+    parse_metadata,
 )
-from .base import Capabilities, Codec, Role, WireMessage
+from .modaudiofork import (
+    MAX_CLIP_PCM_BYTES,
+    MOD_AUDIO_FORK_MAX_MESSAGE,
+    check_transfer_target,
+    decode_clip,
+    parse_text_content,
+    play_message,
+)
+from .skeleton import TableCodec
 
 __all__ = [
     "KnowlarityCodec",
@@ -114,36 +94,8 @@ __all__ = [
     "CLIP_MODES",
 ]
 
-_DEFAULT_RATE = 16000
-
-#: mod_audio_fork's ``MAX_RECV_BUF_SIZE``: text messages longer than this are dropped.
-MOD_AUDIO_FORK_MAX_MESSAGE = 65 * 1024 * 10
-# Keep a margin under the limit for the JSON envelope and any framing surprises.
-_FRAME_BUDGET = MOD_AUDIO_FORK_MAX_MESSAGE - 1024
-_PLAY_ENVELOPE = len('{"type":"playAudio","data":{"audioContentType":"wave","audioContent":""}}')
-#: The most PCM one playAudio message may carry: its base64 WAV still fits the budget.
-MAX_CLIP_PCM_BYTES = ((_FRAME_BUDGET - _PLAY_ENVELOPE) // 4 * 3 - 44) // 2 * 2
-
 #: How the ENGINE sends playbacks (the ``clips`` option).
 CLIP_MODES = ("stream", "utterance")
-
-#: First-message layouts the PROVIDER role can send: Verloop's, the callid one seen in three
-#: Knowlarity integrations, and mod_audio_fork's own example ({"callId","from","to"}, in
-#: drachtio's and Awaaz's freeswitch_modules examples/audio_fork.js; legacy Awaaz's default).
-LAYOUTS = ("verloop", "callid", "fork")
-
-_ID_KEYS = ("uuid", "callid", "call_id", "callId", "call_uuid", "callUuid", "CallUUID", "call_sid", "callSid")
-_CALLER_KEYS = ("from", "customer_number", "caller", "caller_number", "caller_id", "From", "cli")
-_CALLED_KEYS = ("to", "virtual_number", "called", "called_number", "did", "To", "dnis")
-_DIRECTION_KEYS = ("call_type", "direction", "callType", "call_direction")
-_RATE_KEYS = ("sample_rate", "sampleRate", "rate")
-_NESTED_KEYS = ("metadata", "ivr_data")
-# Recognised fields: left out of ``custom`` when empty, because they then say nothing.
-_RECOGNISED = frozenset(
-    _ID_KEYS + _CALLER_KEYS + _CALLED_KEYS + _DIRECTION_KEYS + _RATE_KEYS + _NESTED_KEYS
-    + ("campaign", "client_meta_id", "event_timestamp")
-)
-_HELLO_EVENT = "websocket:connected"
 
 _DTMF_KINDS = frozenset({"dtmf", "websocket:dtmf", "dtmf_event", "dtmf-event"})
 _STOP_KINDS = frozenset(
@@ -154,205 +106,8 @@ _STOP_KINDS = frozenset(
     }
 )
 
-_MAX_METADATA_CHARS = 1024 * 1024
-_LITERAL_MAX_CHARS = 64 * 1024
-_MAX_LAYERS = 3
-
-
-# --- lenient metadata parsing --------------------------------------------------------
-
-
-class _Undecodable(Exception):
-    pass
-
-
-def _literal(text: str) -> Any:
-    """A Python literal (dicts, lists, strings, numbers...), or raise _Undecodable."""
-    if len(text) > _LITERAL_MAX_CHARS or text[:1] not in ("{", "'", '"'):
-        raise _Undecodable("not a Python literal")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escapes warn at compile time
-            return _jsonish(ast.literal_eval(text))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, Warning) as exc:
-        raise _Undecodable(f"not a Python literal ({type(exc).__name__})") from None
-
-
-def _jsonish(value: Any) -> Any:
-    """Make a literal_eval result look like decoded JSON (str keys, lists, no bytes)."""
-    if isinstance(value, dict):
-        return {(k if isinstance(k, str) else as_text(k) or repr(k)): _jsonish(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonish(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
-
-def _decode_text(text: str, layers: int = 0) -> Any:
-    """Decode JSON, JSON in a JSON string, a Python literal, or URL-encoded forms of them."""
-    text = text.strip()
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        json_problem = str(exc)
-    else:
-        if isinstance(value, str) and layers < _MAX_LAYERS:
-            try:
-                return _decode_text(value, layers + 1)
-            except _Undecodable:
-                return value
-        return value
-    try:
-        value = _literal(text)
-    except _Undecodable:
-        pass
-    else:
-        if isinstance(value, str) and layers < _MAX_LAYERS:
-            try:
-                return _decode_text(value, layers + 1)
-            except _Undecodable:
-                return value
-        return value
-    if "%" in text and layers < _MAX_LAYERS:
-        for unquote in (urllib.parse.unquote, urllib.parse.unquote_plus):
-            decoded = unquote(text)
-            if decoded != text:
-                try:
-                    return _decode_text(decoded, layers + 1)
-                except _Undecodable:
-                    pass
-    raise _Undecodable(json_problem)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return f"a string ({value[:40]!r})"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def parse_metadata(text: str) -> dict:
-    """Decode a Knowlarity first frame leniently into a dict.
-
-    Accepts a JSON object, a JSON string holding JSON, a Python dict literal, and
-    URL-encoded forms of these. Raises RemoteProtocolError (1007) saying what was wrong.
-    Nested ``metadata`` / ``ivr_data`` strings are left as they are here; see
-    :class:`KnowlarityCodec` for how they are decoded.
-    """
-    if not isinstance(text, str):
-        raise RemoteProtocolError("knowlarity: the metadata must be a text frame", CloseCode.UNSUPPORTED_DATA)
-    if not text.strip():
-        raise RemoteProtocolError("knowlarity: the metadata frame is empty", CloseCode.INVALID_PAYLOAD)
-    if len(text) > _MAX_METADATA_CHARS:
-        raise RemoteProtocolError(
-            f"knowlarity: the metadata frame is {len(text)} characters, more than {_MAX_METADATA_CHARS}",
-            CloseCode.INVALID_PAYLOAD,
-        )
-    try:
-        value = _decode_text(text)
-    except _Undecodable as exc:
-        raise RemoteProtocolError(
-            "knowlarity: the metadata is not JSON, JSON inside a string, URL-encoded JSON or a "
-            f"Python dict literal (JSON parser: {exc})",
-            CloseCode.INVALID_PAYLOAD,
-        ) from None
-    if not isinstance(value, dict):
-        raise RemoteProtocolError(
-            f"knowlarity: the metadata decoded to {_describe(value)}, expected an object", CloseCode.INVALID_PAYLOAD
-        )
-    return value
-
-
-def _decode_nested(value: Any) -> dict | None:
-    """A nested ``metadata``/``ivr_data`` value as a dict, or None if it is not one."""
-    if isinstance(value, dict):
-        return value
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return {}
-    if isinstance(value, str) and len(value) <= _MAX_METADATA_CHARS:
-        try:
-            decoded = _decode_text(value)
-        except _Undecodable:
-            return None
-        return decoded if isinstance(decoded, dict) else None
-    return None
-
-
-def _call_started(meta: dict, default_rate: int = _DEFAULT_RATE) -> tuple[CallStarted, bool]:
-    """Map a decoded first frame (either known layout, or something close) to CallStarted."""
-    nested: dict[str, dict] = {}
-    kept_nested: dict[str, Any] = {}
-    for key in _NESTED_KEYS:
-        if key in meta:
-            decoded = _decode_nested(meta[key])
-            if decoded is None:
-                kept_nested[key] = meta[key]
-            else:
-                nested[key] = decoded
-    levels = [meta, nested.get("metadata", {}), nested.get("ivr_data", {})]
-
-    used: set[tuple[int, str]] = set()
-
-    def lookup(keys: tuple[str, ...]) -> str:
-        value, source, key = first_text(levels, keys)
-        if source is not None:
-            used.add((next(i for i, level in enumerate(levels) if level is source), key))
-        return value
-
-    call_id = lookup(_ID_KEYS)
-    caller = lookup(_CALLER_KEYS)
-    called = lookup(_CALLED_KEYS)
-    direction = lookup(_DIRECTION_KEYS)
-    rate = default_rate
-    rate_given = False
-    for index, level in enumerate(levels):
-        key = next((k for k in _RATE_KEYS if level.get(k) not in (None, "")), None)
-        if key is not None:
-            rate = parse_sample_rate(level[key], default_rate, what=f"knowlarity {key}")
-            rate_given = True
-            used.add((index, key))
-            break
-
-    custom: dict[str, Any] = {}
-    for index, level in enumerate(levels):
-        for key, value in level.items():
-            if (index, key) in used or (index == 0 and key in _NESTED_KEYS):
-                continue
-            if key in _RECOGNISED and (value is None or value == ""):
-                continue
-            if key == "event" and value == _HELLO_EVENT:
-                continue
-            custom[key] = value
-    custom.update(kept_nested)
-    started = CallStarted(
-        call_id=call_id,
-        stream_id="",
-        caller=caller,
-        called=called,
-        sample_rate=rate,
-        direction=direction,
-        custom=custom,
-        raw=meta,
-    )
-    return started, rate_given
-
-
-def _parse_text_content(text: str) -> dict[str, str]:
-    """``"asr_disconnect=true,parameter1=default"`` -> {"asr_disconnect": "true", ...}."""
-    pairs: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if sep:
-            pairs[key.strip()] = value.strip()
-    return pairs
-
 
 # --- the state machine ----------------------------------------------------------------
-
 
 _State = CallState
 
@@ -375,14 +130,7 @@ _TRANSITIONS: dict[tuple[_State, str], _State] = {
 }
 
 
-def _play_message(audio_b64: str, text_content: str | None = None) -> str:
-    data: dict[str, str] = {"audioContentType": "wave", "audioContent": audio_b64}
-    if text_content is not None:
-        data["textContent"] = text_content
-    return dumps({"type": "playAudio", "data": data})
-
-
-class KnowlarityCodec(CallStateMachine, Codec):
+class KnowlarityCodec(TableCodec):
     """Sans-IO codec for Knowlarity's mod_audio_fork-style stream.
 
     ``clips``, ``clip_ms``, ``max_clip_ms`` and ``kill_audio`` shape what the ENGINE sends.
@@ -411,6 +159,14 @@ class KnowlarityCodec(CallStateMachine, Codec):
 
     name = "knowlarity"
     family = "mod_audio_fork"
+    engine_sends: ClassVar[Mapping[type, str]] = {PlayAudio: _PLAY, Clear: _KILL, Mark: _MARK, Hangup: _HANGUP, Transfer: _TRANSFER}
+    provider_sends: ClassVar[Mapping[type, str]] = {CallStarted: _METADATA, CallerAudio: _AUDIO, CallStopped: _STOP}
+    provider_lacks: ClassVar[Mapping[type, str]] = {
+        Dtmf: "no DTMF events (keys are in-band tones)",
+        MarkEchoed: "no mark echoes",
+        Connected: "no separate connected message (the metadata frame is the hello)",
+    }
+    raw_kind_key = "type"
     _transitions = _TRANSITIONS
     _start_kind = _METADATA
     _second_start = "a second metadata frame"
@@ -421,8 +177,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
         transfer=True,
         hangup_message=True,
         dtmf_events=False,
-        inbound_rate=_DEFAULT_RATE,
-        outbound_rate=_DEFAULT_RATE,
+        inbound_rate=DEFAULT_RATE,
+        outbound_rate=DEFAULT_RATE,
         chunk_ms=200,
         # Each playAudio is probably one file playback. The engine's lead bounds all audio
         # sent but not yet played, the playing clip included: two clips keep one queued
@@ -448,7 +204,7 @@ class KnowlarityCodec(CallStateMachine, Codec):
         self.rate_source = ""  # where the caller audio's rate came from, once started
         try:
             self.default_rate = parse_sample_rate(
-                default_rate if default_rate is not None else type(self).capabilities.inbound_rate, _DEFAULT_RATE, what="default_rate"
+                default_rate if default_rate is not None else type(self).capabilities.inbound_rate, DEFAULT_RATE, what="default_rate"
             )
         except RemoteProtocolError as exc:
             raise ValueError(str(exc)) from None
@@ -462,10 +218,10 @@ class KnowlarityCodec(CallStateMachine, Codec):
         for option, value in (("clip_ms", clip_ms), ("max_clip_ms", max_clip_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
-        if max_clip_ms * _DEFAULT_RATE // 1000 * 2 > MAX_CLIP_PCM_BYTES:
+        if max_clip_ms * DEFAULT_RATE // 1000 * 2 > MAX_CLIP_PCM_BYTES:
             raise ValueError(
                 f"max_clip_ms={max_clip_ms} does not fit mod_audio_fork's {MOD_AUDIO_FORK_MAX_MESSAGE}-byte "
-                f"message limit at {_DEFAULT_RATE} Hz (at most {MAX_CLIP_PCM_BYTES * 1000 // (2 * _DEFAULT_RATE)} ms)"
+                f"message limit at {DEFAULT_RATE} Hz (at most {MAX_CLIP_PCM_BYTES * 1000 // (2 * DEFAULT_RATE)} ms)"
             )
         if clip_ms > max_clip_ms:
             raise ValueError(f"clip_ms ({clip_ms}) must not exceed max_clip_ms ({max_clip_ms})")
@@ -486,8 +242,6 @@ class KnowlarityCodec(CallStateMachine, Codec):
             one_clip_in_flight=one_clip,
         )
 
-        self._state = _State.IDLE
-        self._start_seen = False
         self._rate = self.default_rate
         self._carry = b""
         self.call_id = ""
@@ -503,12 +257,6 @@ class KnowlarityCodec(CallStateMachine, Codec):
         return self._rate
 
     # --- receive --------------------------------------------------------------------
-
-    def receive(self, message: WireMessage) -> Sequence[Event]:
-        check_role_and_type(message)
-        if self.role is Role.ENGINE:
-            return self._receive_as_engine(message)
-        return self._receive_as_provider(message)
 
     def _receive_as_engine(self, message: WireMessage) -> list[Event]:
         if not isinstance(message, str):
@@ -531,12 +279,12 @@ class KnowlarityCodec(CallStateMachine, Codec):
             self._carry = data[cut:]
             self._commit(after)
             return [CallerAudio(pcm=data[:cut], sample_rate=self._rate)] if cut else []
-        texts = _split_json_texts(message.lstrip("\ufeff"))
+        texts = split_json_texts(message.lstrip("\ufeff"))
         out: list[Event] = []
         for text in texts:
             if self._state is _State.IDLE:
                 after = self._next_state(_METADATA, local=False)
-                started, rate_given = _call_started(parse_metadata(text), self.default_rate)
+                started, rate_given = call_started(parse_metadata(text), self.default_rate)
                 self.rate_source = "the first message" if rate_given else f"{self.name}'s default (default_rate)"
                 self._rate = started.sample_rate
                 self.call_id = started.call_id
@@ -548,8 +296,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
 
     def _decode_text_event(self, text: str) -> list[Event]:
         try:
-            value = _decode_text(text) if text.strip() and len(text) <= _MAX_METADATA_CHARS else text
-        except _Undecodable:
+            value = decode_text(text) if text.strip() and len(text) <= MAX_METADATA_CHARS else text
+        except Undecodable:
             value = text
         if isinstance(value, dict):
             name = value.get("event", value.get("type"))
@@ -616,8 +364,8 @@ class KnowlarityCodec(CallStateMachine, Codec):
             raise RemoteProtocolError("knowlarity: playAudio textContent must be a string", CloseCode.INVALID_PAYLOAD)
         events: list[Event] = []
         if content not in (None, "", "None"):
-            events.extend(_decode_clip(data))
-        instructions = _parse_text_content(text_content or "")
+            events.extend(decode_clip(data))
+        instructions = parse_text_content(text_content or "")
         if instructions.get("asr_disconnect", "").lower() == "true":
             target = instructions.get("parameter1")
             events.append(Hangup() if target is None else Transfer(target))
@@ -625,40 +373,18 @@ class KnowlarityCodec(CallStateMachine, Codec):
 
     # --- send -----------------------------------------------------------------------
 
-    def send(self, event: Event) -> Sequence[WireMessage]:
-        if self.role is Role.ENGINE:
-            return self._send_as_engine(event)
-        return self._send_as_provider(event)
-
-    def _send_as_engine(self, command: Event) -> list[WireMessage]:
+    def _encode_as_engine(self, kind: str, command: Event) -> list[WireMessage]:
         if isinstance(command, PlayAudio):
-            kind = _PLAY
-        elif isinstance(command, Clear):
-            kind = _KILL
-        elif isinstance(command, Mark):
-            kind = _MARK
-        elif isinstance(command, Hangup):
-            kind = _HANGUP
-        elif isinstance(command, Transfer):
-            kind = _TRANSFER
-            _check_transfer_target(command.target)
-        else:
-            raise LocalProtocolError(f"knowlarity: the engine cannot send {type(command).__name__}")
-        after = self._next_state(kind, local=True)
-        out: list[WireMessage]
-        if isinstance(command, PlayAudio):
-            out = self._encode_play(command)
-        elif isinstance(command, Clear):
-            out = [dumps({"type": "killAudio"})] if self.kill_audio else []
-        elif isinstance(command, Mark):
-            out = []  # no mark on the wire: the engine's playout ledger settles marks
-        elif isinstance(command, Hangup):
-            out = [_play_message("None", "asr_disconnect=true")]
-        else:
-            assert isinstance(command, Transfer)
-            out = [_play_message("None", f"asr_disconnect=true,parameter1={command.target}")]
-        self._commit(after)
-        return out
+            return self._encode_play(command)
+        if isinstance(command, Clear):
+            return [dumps({"type": "killAudio"})] if self.kill_audio else []
+        if isinstance(command, Mark):
+            return []  # no mark on the wire: the engine's playout ledger settles marks
+        if isinstance(command, Hangup):
+            return [play_message("None", "asr_disconnect=true")]
+        assert isinstance(command, Transfer)
+        check_transfer_target(command.target)
+        return [play_message("None", f"asr_disconnect=true,parameter1={command.target}")]
 
     def clip_bytes(self, sample_rate: int) -> int:
         """The most PCM bytes one playAudio carries at ``sample_rate``."""
@@ -668,159 +394,24 @@ class KnowlarityCodec(CallStateMachine, Codec):
         step = self.clip_bytes(command.sample_rate)
         pcm = command.pcm
         return [
-            _play_message(b64encode(build_wav(pcm[offset : offset + step], command.sample_rate)))
+            play_message(b64encode(build_wav(pcm[offset : offset + step], command.sample_rate)))
             for offset in range(0, len(pcm), step)
         ]
 
-    def _send_as_provider(self, event: Event) -> list[WireMessage]:
+    def _encode_as_provider(self, kind: str, event: Event) -> list[WireMessage]:
         if isinstance(event, CallStarted):
-            kind = _METADATA
-        elif isinstance(event, CallerAudio):
-            kind = _AUDIO
-        elif isinstance(event, CallStopped):
-            kind = _STOP
-        elif isinstance(event, UnknownMessage):
-            kind = _UNKNOWN
-        elif isinstance(event, (Dtmf, MarkEchoed, Connected)):
-            what = {Dtmf: "DTMF events (keys are in-band tones)", MarkEchoed: "mark echoes",
-                    Connected: "a separate connected message (the metadata frame is the hello)"}
-            raise UnsupportedCommand(f"knowlarity has no {what[type(event)]}")
-        else:
-            raise LocalProtocolError(f"knowlarity: the provider cannot send {type(event).__name__}")
-        after = self._next_state(kind, local=True)
-        if isinstance(event, CallStarted):
-            out: list[WireMessage] = [self._encode_metadata(event)]
             self._rate = event.sample_rate
             self.call_id = event.call_id
-        elif isinstance(event, CallerAudio):
+            return [encode_metadata(event, self.layout, self.default_rate)]
+        if isinstance(event, CallerAudio):
             if event.sample_rate != self._rate:
                 raise LocalProtocolError(
                     f"knowlarity: this call announced {self._rate} Hz, got {event.sample_rate} Hz caller audio"
                 )
-            out = [bytes(event.pcm)] if event.pcm else []
-        elif isinstance(event, CallStopped):
-            out = [b""]  # mod_audio_fork's flush frame; the transport then closes
-        else:
-            assert isinstance(event, UnknownMessage)
-            out = [_raw_message(event)]
-        self._commit(after)
-        return out
-
-    def _encode_metadata(self, event: CallStarted) -> str:
-        custom = dict(event.custom)
-        if self.layout == "verloop":
-            campaign = custom.pop("campaign", "")
-            metadata = {**custom, "event": _HELLO_EVENT, "call_type": event.direction}
-            frame: dict[str, Any] = {
-                "uuid": event.call_id,
-                "sample_rate": event.sample_rate,
-                "from": event.caller,
-                "to": event.called,
-                "campaign": campaign,
-                "metadata": metadata,
-            }
-        elif self.layout == "fork":
-            frame = {"callId": event.call_id, "from": event.caller, "to": event.called, **custom}
-            if event.sample_rate != self.default_rate:
-                frame["sample_rate"] = event.sample_rate
-        else:
-            client_meta_id = custom.pop("client_meta_id", "")
-            event_timestamp = custom.pop("event_timestamp", "")
-            if event.direction:
-                custom["call_type"] = event.direction
-            frame = {
-                "ivr_data": dumps(custom),
-                "callid": event.call_id,
-                "virtual_number": event.called,
-                "customer_number": event.caller,
-                "client_meta_id": client_meta_id,
-                "event_timestamp": event_timestamp,
-            }
-            if event.sample_rate != _DEFAULT_RATE:  # the layout has no rate field otherwise
-                frame["sample_rate"] = event.sample_rate
-        return dumps(frame)
+            return [bytes(event.pcm)] if event.pcm else []
+        assert isinstance(event, CallStopped)
+        return [b""]  # mod_audio_fork's flush frame; the transport then closes
 
 
 def _find_digit(value: dict) -> str | None:
-    candidates = [value.get("digit"), value.get("dtmf"), value.get("data")]
-    for candidate in candidates:
-        if isinstance(candidate, dict):
-            candidate = candidate.get("digit")
-        if isinstance(candidate, int) and not isinstance(candidate, bool) and 0 <= candidate <= 9:
-            candidate = str(candidate)
-        if isinstance(candidate, str):
-            digit = candidate.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS:
-                return digit
-    return None
-
-
-def _decode_clip(data: dict) -> list[Event]:
-    """The audio of one playAudio: a WAV file ("wave"/"wav") or headerless PCM ("raw")."""
-    content_type = data.get("audioContentType")
-    raw = b64decode(data.get("audioContent"), what="knowlarity playAudio audioContent")
-    if content_type in ("wave", "wav"):
-        try:
-            wav = parse_wav(raw)
-        except WavError as exc:
-            raise RemoteProtocolError(f"knowlarity: playAudio audioContent is not a WAV file: {exc}", CloseCode.INVALID_PAYLOAD) from exc
-        pcm, rate = wav.pcm, wav.sample_rate
-    elif content_type == "raw":
-        if data.get("sampleRate") in (None, ""):
-            raise RemoteProtocolError("knowlarity: raw playAudio needs a sampleRate", CloseCode.INVALID_PAYLOAD)
-        rate = parse_sample_rate(data.get("sampleRate"), _DEFAULT_RATE, what="knowlarity playAudio sampleRate")
-        if len(raw) % 2:
-            raise RemoteProtocolError(
-                f"knowlarity: raw playAudio is {len(raw)} bytes, not whole 16-bit samples", CloseCode.INVALID_PAYLOAD
-            )
-        pcm = raw
-    else:
-        raise RemoteProtocolError(
-            f"knowlarity: unsupported audioContentType {content_type!r:.40} (expected wave, wav or raw)",
-            CloseCode.INVALID_PAYLOAD,
-        )
-    return [PlayAudio(pcm=pcm, sample_rate=rate)] if pcm else []
-
-
-def _check_transfer_target(target: object) -> None:
-    if not isinstance(target, str) or not target:
-        raise LocalProtocolError(f"knowlarity: transfer target must be a non-empty string, got {target!r}")
-    bad = sorted({c for c in target if c in ",=" or ord(c) < 32 or ord(c) == 127})
-    if bad:
-        raise LocalProtocolError(
-            f"knowlarity: transfer target {target!r} contains {bad!r}; textContent is a comma-separated "
-            "key=value list, so commas, '=' and control characters cannot be carried"
-        )
-
-
-def _raw_message(event: UnknownMessage) -> WireMessage:
-    """Let the simulator inject arbitrary frames: a dict is JSON-encoded, text/bytes go as is."""
-    raw = event.raw
-    if isinstance(raw, (str, bytes)):
-        return raw
-    if isinstance(raw, Mapping):
-        return dumps(dict(raw))
-    return dumps({"type": event.kind})
-
-
-def _split_json_texts(text: str) -> list[str]:
-    """One text frame may hold several JSON texts back to back (drachtio's mod_audio_fork
-    appends queued texts into one frame): split them. Anything that is not a run of JSON
-    objects comes back whole, for the lenient parsers."""
-    stripped = text.strip()
-    if not stripped.startswith("{") or "}" not in stripped[:-1]:
-        return [text]
-    decoder = json.JSONDecoder()
-    parts: list[str] = []
-    at = 0
-    try:
-        while at < len(stripped):
-            _, end = decoder.raw_decode(stripped, at)
-            parts.append(stripped[at:end])
-            at = end
-            while at < len(stripped) and stripped[at] in " \t\r\n":
-                at += 1
-    except ValueError:
-        return [text]
-    return parts
-
+    return parse_digit(value.get("digit"), value.get("dtmf"), value.get("data"))

@@ -12,7 +12,8 @@ from .awaaz import AwaazCodec
 from .base import Codec, Role, WireMessage
 from .awaaz_legacy import LegacyAwaazCodec
 from .exotel import ExotelCodec
-from .knowlarity import KnowlarityCodec, _split_json_texts, parse_metadata
+from ._common import split_json_texts
+from .knowlarity import KnowlarityCodec, parse_metadata
 from .plivo import PlivoCodec, VobizCodec
 from .smartflo import SmartfloCodec
 from .telnyx import TelnyxCodec
@@ -124,7 +125,7 @@ def explain_provider(message: WireMessage, *more: WireMessage) -> tuple[str | No
         if not message.lstrip(_BOM + " \t\r\n").startswith("{"):
             return None, "the first message is a binary frame (audio?), not a start or metadata text"
     text = message.lstrip(_BOM)
-    texts = _split_json_texts(text)
+    texts = split_json_texts(text)
     text = texts[0]
     joined = f" (the first of {len(texts)} JSON texts in one frame)" if len(texts) > 1 else ""
     try:

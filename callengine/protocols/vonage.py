@@ -119,13 +119,12 @@ Decisions where the documentation is silent:
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import attrs
 
-from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
+from ..errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from ..events import (
-    DTMF_DIGITS,
     CallerAudio,
     CallStarted,
     CallStopped,
@@ -140,17 +139,9 @@ from ..events import (
     Transfer,
     UnknownMessage,
 )
-from ._common import (
-    CallState,
-    CallStateMachine,
-    check_role_and_type,
-    dumps,
-    first_text,
-    is_binary,
-    loads_object,
-    parse_sample_rate,
-)
-from .base import Capabilities, Codec, Role, WireMessage
+from ._common import CallState, dumps, first_text, is_binary, loads_object, parse_digit, parse_sample_rate, split_json_texts
+from .base import Capabilities, Role, WireMessage
+from .skeleton import TableCodec
 
 __all__ = [
     "VonageCodec",
@@ -254,26 +245,6 @@ def _is_first_message(msg: Mapping[str, Any]) -> bool:
     return event is None or event == _HELLO or _content_type_of(msg)[0] is not None
 
 
-def _split_json_texts(text: str) -> list[str]:
-    """Several JSON texts back to back in one frame -> each; anything else comes back whole."""
-    stripped = text.strip()
-    if not stripped.startswith("{") or "}" not in stripped[:-1]:
-        return [text]
-    decoder = json.JSONDecoder()
-    parts: list[str] = []
-    at = 0
-    try:
-        while at < len(stripped):
-            _, end = decoder.raw_decode(stripped, at)
-            parts.append(stripped[at:end])
-            at = end
-            while at < len(stripped) and stripped[at] in " \t\r\n":
-                at += 1
-    except (ValueError, RecursionError):
-        return [text]
-    return parts
-
-
 def _loads_or_none(text: str) -> Any:
     if len(text) > _MAX_TEXT_CHARS:
         return None
@@ -286,16 +257,7 @@ def _loads_or_none(text: str) -> Any:
 def _find_digit(msg: Mapping[str, Any]) -> str | None:
     """The digit of a websocket:dtmf event: ``digit`` at the top level [V21], or ``dtmf``
     as an object with ``digit`` or as the digit itself [P]."""
-    for candidate in (msg.get("digit"), msg.get("dtmf")):
-        if isinstance(candidate, dict):
-            candidate = candidate.get("digit")
-        if isinstance(candidate, int) and not isinstance(candidate, bool) and 0 <= candidate <= 9:
-            candidate = str(candidate)
-        if isinstance(candidate, str):
-            digit = candidate.strip().upper()
-            if len(digit) == 1 and digit in DTMF_DIGITS:
-                return digit
-    return None
+    return parse_digit(msg.get("digit"), msg.get("dtmf"))
 
 
 def _mark_name(payload: Any) -> str:
@@ -305,16 +267,6 @@ def _mark_name(payload: Any) -> str:
             if isinstance(name, str) and name:
                 return name
     return ""
-
-
-def _raw_message(event: UnknownMessage) -> WireMessage:
-    """Let the simulator inject anything: text/bytes as is, a mapping as JSON."""
-    raw = event.raw
-    if isinstance(raw, (str, bytes)):
-        return raw
-    if isinstance(raw, Mapping):
-        return dumps(dict(raw))
-    return dumps({"event": event.kind})
 
 
 # --- the state machine ----------------------------------------------------------------
@@ -338,7 +290,7 @@ _TRANSITIONS: dict[tuple[CallState, str], CallState] = {
 }
 
 
-class VonageCodec(CallStateMachine, Codec):
+class VonageCodec(TableCodec):
     """Sans-IO codec for the Vonage Voice API WebSocket (see the module docstring).
 
     ``default_rate``: the caller audio's rate when the first message's content-type gives
@@ -361,6 +313,14 @@ class VonageCodec(CallStateMachine, Codec):
     # json-events (Twilio...) carries base64 audio inside JSON both ways. The writer's
     # framing (20 ms binary frames) and the detection rule differ from both.
     family = "l16-binary"
+    engine_sends: ClassVar[Mapping[type, str]] = {PlayAudio: _PLAY, Mark: _NOTIFY, Clear: _CLEAR, Hangup: _HANGUP}
+    engine_lacks: ClassVar[Mapping[type, str]] = {
+        Transfer: "transfer is not a WebSocket message; transfer the call with the Voice API (PUT /v1/calls/{uuid} with an NCCO)"
+    }
+    provider_sends: ClassVar[Mapping[type, str]] = {CallStarted: _METADATA, CallerAudio: _AUDIO, Dtmf: _EVENT, MarkEchoed: _EVENT, CallStopped: _STOP}
+    provider_lacks: ClassVar[Mapping[type, str]] = {
+        Connected: "no separate connected message: the first message (CallStarted) is the hello"
+    }
     _transitions = _TRANSITIONS
     _start_kind = _METADATA
     _second_start = "a second first message"
@@ -434,8 +394,6 @@ class VonageCodec(CallStateMachine, Codec):
         if self.default_rate != _DEFAULT_RATE:
             self.capabilities = attrs.evolve(type(self).capabilities, inbound_rate=self.default_rate, outbound_rate=self.default_rate)
 
-        self._state = _S.IDLE
-        self._start_seen = False
         self._rate = self.default_rate
         self._carry = b""  # PROVIDER: caller audio short of a whole frame
         self.rate_source = ""  # where the call's rate came from, once started
@@ -460,19 +418,13 @@ class VonageCodec(CallStateMachine, Codec):
 
     # --- receive --------------------------------------------------------------------
 
-    def receive(self, message: WireMessage) -> Sequence[Event]:
-        check_role_and_type(message)
-        if self.role is Role.ENGINE:
-            return self._receive_as_engine(message)
-        return self._receive_as_provider(message)
-
     def _receive_as_engine(self, message: WireMessage) -> list[Event]:
         if is_binary(message):
             assert not isinstance(message, str)
             return self._decode_caller_audio(bytes(message))
         assert isinstance(message, str)
         out: list[Event] = []
-        for text in _split_json_texts(message.lstrip("\ufeff")):
+        for text in split_json_texts(message.lstrip("\ufeff")):
             if self._state is _S.IDLE:
                 out.extend(self._decode_first(text))
             else:
@@ -599,35 +551,16 @@ class VonageCodec(CallStateMachine, Codec):
 
     # --- send -----------------------------------------------------------------------
 
-    def send(self, event: Event) -> Sequence[WireMessage]:
-        if self.role is Role.ENGINE:
-            return self._send_as_engine(event)
-        return self._send_as_provider(event)
-
-    def _send_as_engine(self, command: Event) -> list[WireMessage]:
-        if isinstance(command, Transfer):
-            raise UnsupportedCommand(
-                "vonage: transfer is not a WebSocket message; transfer the call with the Voice API "
-                "(PUT /v1/calls/{uuid} with an NCCO)"
-            )
-        kinds = {PlayAudio: _PLAY, Mark: _NOTIFY, Clear: _CLEAR, Hangup: _HANGUP}
-        kind = kinds.get(type(command))
-        if kind is None:
-            raise LocalProtocolError(f"vonage: the engine cannot send {type(command).__name__}")
-        after = self._next_state(kind, local=True)
-        out: list[WireMessage]
+    def _encode_as_engine(self, kind: str, command: Event) -> list[WireMessage]:
         if isinstance(command, PlayAudio):
             if command.sample_rate != self._rate:
                 raise LocalProtocolError(f"vonage: this call plays {self._rate} Hz audio, got {command.sample_rate} Hz (resample first)")
-            out = self.frames(command.pcm)
-        elif isinstance(command, Mark):
-            out = [dumps({"action": "notify", "payload": {"name": command.name}})]
-        elif isinstance(command, Clear):
-            out = [dumps({"action": "clear"})]
-        else:
-            out = []  # hanging up is closing the socket
-        self._commit(after)
-        return out
+            return self.frames(command.pcm)
+        if isinstance(command, Mark):
+            return [dumps({"action": "notify", "payload": {"name": command.name}})]
+        if isinstance(command, Clear):
+            return [dumps({"action": "clear"})]
+        return []  # hanging up is closing the socket
 
     def frames(self, pcm: bytes) -> list[WireMessage]:
         """``pcm`` as whole 20 ms frames at the call's rate, the last padded with silence."""
@@ -637,40 +570,27 @@ class VonageCodec(CallStateMachine, Codec):
             chunks[-1] += bytes(frame - len(chunks[-1]))
         return list[WireMessage](chunks)
 
-    def _send_as_provider(self, event: Event) -> list[WireMessage]:
-        if isinstance(event, UnknownMessage):
-            return [_raw_message(event)]  # the simulator injects what it likes
-        if isinstance(event, Connected):
-            raise UnsupportedCommand("vonage has no separate connected message: the first message (CallStarted) is the hello")
-        kinds = {CallStarted: _METADATA, CallerAudio: _AUDIO, Dtmf: _EVENT, MarkEchoed: _EVENT, CallStopped: _STOP}
-        kind = kinds.get(type(event))
-        if kind is None:
-            raise LocalProtocolError(f"vonage: the provider cannot send {type(event).__name__}")
-        after = self._next_state(kind, local=True)
-        out: list[WireMessage]
+    def _encode_as_provider(self, kind: str, event: Event) -> list[WireMessage]:
         if isinstance(event, CallStarted):
-            out = [self._encode_first(event)]
             self._rate = event.sample_rate
             self.call_id = event.call_id
             self._carry = b""
-        elif isinstance(event, CallerAudio):
+            return [self._encode_first(event)]
+        if isinstance(event, CallerAudio):
             if event.sample_rate != self._rate:
                 raise LocalProtocolError(f"vonage: this call announced {self._rate} Hz, got {event.sample_rate} Hz caller audio")
             data = self._carry + event.pcm
             frame = self.frame_bytes
             whole = len(data) - len(data) % frame
             self._carry = data[whole:]
-            out = [data[at : at + frame] for at in range(0, whole, frame)]
-        elif isinstance(event, Dtmf):
-            out = [self._encode_dtmf(event.digit)] if event.digit in self.capabilities.dtmf_keys else []
-        elif isinstance(event, MarkEchoed):
-            out = [dumps({"event": _NOTIFY_EVENT, "payload": {"name": event.name}})]
-        else:
-            assert isinstance(event, CallStopped)
-            out = []  # Vonage ends the leg by closing the socket
-            self._carry = b""
-        self._commit(after)
-        return out
+            return [data[at : at + frame] for at in range(0, whole, frame)]
+        if isinstance(event, Dtmf):
+            return [self._encode_dtmf(event.digit)] if event.digit in self.capabilities.dtmf_keys else []
+        if isinstance(event, MarkEchoed):
+            return [dumps({"event": _NOTIFY_EVENT, "payload": {"name": event.name}})]
+        assert isinstance(event, CallStopped)
+        self._carry = b""
+        return []  # Vonage ends the leg by closing the socket
 
     def _encode_first(self, event: CallStarted) -> str:
         frame: dict[str, Any] = {}

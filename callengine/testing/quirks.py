@@ -1,6 +1,6 @@
 """Quirks: the odd messages real providers' code sends, played by the simulator on request.
 
-The engine tolerates each of these (protocols.md sections 1.8, 2 and 12); a quirk makes the
+The engine tolerates each of these (docs/protocols.md); a quirk makes the
 simulated provider actually send it, so a test can show the engine keeps the call alive
 and gives the odd message its right meaning. Quirks are opt-in: the default simulator
 speaks the documented protocol.
@@ -33,7 +33,7 @@ from ..protocols.registry import get_codec
 __all__ = ["AWAAZ_QUIRKS", "MOD_AUDIO_FORK_QUIRKS", "quirks_for", "parse_quirks", "check_quirks", "with_quirks", "add_quirk_argument"]
 
 #: Quirks of the JSON-event family (Awaaz), each as seen in Awaaz-side code (connector.py
-#: tolerates them all; protocols.md section 12).
+#: tolerates them all).
 AWAAZ_QUIRKS: dict[str, str] = {
     "media-before-start": "one media message (20 ms of silence) before start",
     "dtmf-before-start": "a dtmf (digit 1) before start",
@@ -48,7 +48,7 @@ AWAAZ_QUIRKS: dict[str, str] = {
 }
 
 #: Quirks of the mod_audio_fork family (Knowlarity, legacy Awaaz), from drachtio's and
-#: jambonz's module and examples (protocols.md sections 2.3 and 12).
+#: jambonz's module and examples.
 MOD_AUDIO_FORK_QUIRKS: dict[str, str] = {
     "bom": "every text frame (the metadata first) starts with a UTF-8 byte order mark",
     "joined-texts": "texts wait for the next frame that goes out and leave joined in one frame, as drachtio's send buffer joins them",
