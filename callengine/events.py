@@ -32,6 +32,7 @@ __all__ = [
     "CallerAudio",
     "Dtmf",
     "MarkEchoed",
+    "ClearAcknowledged",
     "CallStopped",
     "UnknownMessage",
     "PlayAudio",
@@ -298,6 +299,13 @@ class MarkEchoed(ProviderEvent):
     """The provider says the audio sent before mark ``name`` has played."""
 
     name: str
+
+
+@attrs.frozen
+class ClearAcknowledged(ProviderEvent):
+    """The provider confirms a clear (Plivo's ``clearedAudio``, Vonage's
+    ``websocket:cleared``). The engine needs nothing from it: its playout settled what the
+    clear cut when it sent the clear. Only the simulated provider sends it."""
 
 
 @attrs.frozen

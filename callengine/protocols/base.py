@@ -54,6 +54,8 @@ class Capabilities:
     next frame, and ``chunk_ms`` must then be a whole number of frames.
     ``min_chunk_bytes``: the smallest outbound audio message the provider plays cleanly
     (Exotel: 3.2 KB); a shorter last chunk of a playback is padded with silence to it.
+    ``clear_ack``: the provider answers a clear with an acknowledgement (Plivo, Vonage),
+    which the simulated provider sends too; the engine reads it and waits for nothing.
     ``one_clip_in_flight``: the provider may cut the clip playing for a new one, so the
     engine's playout sends an audio message only once everything sent before it has played
     by the ledger, sends a playback as one message (up to ``chunk_ms``, which is then the
@@ -73,6 +75,7 @@ class Capabilities:
     frame_ms: int = 0
     one_clip_in_flight: bool = False
     min_chunk_bytes: int = 0
+    clear_ack: bool = False
 
 
 class Codec:

@@ -34,6 +34,7 @@ from ..events import (
     CallStarted,
     CallStopped,
     Clear,
+    ClearAcknowledged,
     Connected,
     Dtmf,
     Event,
@@ -138,7 +139,7 @@ class JsonEventCodec(TableCodec):
     engine_sends: ClassVar[Mapping[type, str]] = {PlayAudio: Kind.PLAY, Mark: Kind.MARK, Clear: Kind.CLEAR, Hangup: Kind.HANGUP}
     provider_sends: ClassVar[Mapping[type, str]] = {
         Connected: Kind.CONNECTED, CallStarted: Kind.START, CallerAudio: Kind.MEDIA,
-        Dtmf: Kind.DTMF, MarkEchoed: Kind.MARK_ECHO, CallStopped: Kind.STOP,
+        Dtmf: Kind.DTMF, MarkEchoed: Kind.MARK_ECHO, CallStopped: Kind.STOP, ClearAcknowledged: Kind.ACK,
     }
 
     _transitions = _TRANSITIONS
@@ -155,7 +156,11 @@ class JsonEventCodec(TableCodec):
         self._sequence = 0  # outgoing messages that carry a sequence number
         self._chunks = 0  # outgoing media messages
         self._samples = 0  # outgoing audio, in samples (for timestamps)
-        self._names = {kind: wire for wire, kind in (self.outbound if self.role is Role.ENGINE else self.inbound).items()}
+        # the wire name each kind is sent under: the first the table lists for it (later
+        # ones are aliases that are only read, e.g. Plivo's older "played")
+        self._names: dict[str, str] = {}
+        for wire, kind in (self.outbound if self.role is Role.ENGINE else self.inbound).items():
+            self._names.setdefault(kind, wire)
 
     # --- state the engine reads ---------------------------------------------------------
 
@@ -341,6 +346,8 @@ class JsonEventCodec(TableCodec):
             return self._encode_dtmf(event.digit) if event.digit in self._dtmf_keys else []
         if isinstance(event, MarkEchoed):
             return self._encode_mark_echo(event.name)
+        if isinstance(event, ClearAcknowledged):
+            return self._encode_clear_ack()
         assert isinstance(event, CallStopped)
         return self._encode_stop(event.reason)
 
@@ -398,6 +405,9 @@ class JsonEventCodec(TableCodec):
 
     def _encode_mark_echo(self, name: str) -> list[WireMessage]:
         return [self._message(Kind.MARK_ECHO, {"mark": {"name": name}}, numbered=True)]
+
+    def _encode_clear_ack(self) -> list[WireMessage]:
+        return []  # the family's default: no acknowledgement (Plivo has one)
 
     def _encode_stop(self, reason: str) -> list[WireMessage]:
         return [self._message(Kind.STOP, {"stop": {"callSid": self.call_sid, **({"reason": reason} if reason else {})}}, numbered=True)]

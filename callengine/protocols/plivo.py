@@ -58,6 +58,7 @@ class PlivoCodec(JsonEventCodec):
         chunk_ms=20,
         lead_ms=100,
         dtmf_keys=frozenset("0123456789*#"),
+        clear_ack=True,  # clearedAudio
     )
     inbound: ClassVar = {
         "start": Kind.START,
@@ -142,6 +143,9 @@ class PlivoCodec(JsonEventCodec):
 
     def _encode_dtmf(self, digit: str) -> list[WireMessage]:
         return [self._message(Kind.DTMF, {"dtmf": {"digit": digit}}, numbered=True)]
+
+    def _encode_clear_ack(self) -> list[WireMessage]:
+        return [self._message(Kind.ACK, numbered=True)]
 
     def _encode_stop(self, reason: str) -> list[WireMessage]:
         return []  # Plivo sends no stop: the simulated provider just closes the socket

@@ -74,8 +74,7 @@ Decisions where the documentation is silent:
 * **Tolerated, reported as UnknownMessage, never fatal** (ENGINE): binary audio before the
   first message (skipped: ``"binary before metadata"``); a JSON event other than the hello
   before it (``"<event> before metadata"``); a second first message (``"second
-  metadata"``); unknown JSON events; ``websocket:cleared`` (an acknowledgement: the
-  engine's playout settled the cleared marks when it sent the clear); ``websocket:notify``
+  metadata"``); unknown JSON events; ``websocket:notify``
   whose payload has no mark ``name``; a DTMF event without a valid digit; text after the
   first message that is not a JSON object (``"text"``). A UTF-8 BOM is dropped and several
   JSON texts joined in one frame are read one by one.
@@ -108,8 +107,8 @@ Decisions where the documentation is silent:
   20 ms); Dtmf as ``websocket:dtmf`` (``dtmf_shape`` ``"top"`` as documented or
   ``"nested"``), keys A-D are not sent (Vonage documents ``0-9 * #``); MarkEchoed as
   ``websocket:notify``; CallStopped sends nothing (Vonage ends by closing the socket);
-  UnknownMessage injects its raw text/bytes/JSON (use :func:`cleared_event` for the clear
-  acknowledgement). ``receive`` refuses binary audio that is not a whole number of 20 ms
+  ClearAcknowledged as ``websocket:cleared``; UnknownMessage injects its raw
+  text/bytes/JSON. ``receive`` refuses binary audio that is not a whole number of 20 ms
   frames at the call's rate, or odd-length (1007), audio or commands before the first
   message (1002), text that is not a JSON object with an ``action`` string (1007), a
   ``notify`` without a ``payload`` object (1007); a notify payload without a ``name`` and
@@ -129,6 +128,7 @@ from ..events import (
     CallStarted,
     CallStopped,
     Clear,
+    ClearAcknowledged,
     Connected,
     Dtmf,
     Event,
@@ -147,7 +147,6 @@ __all__ = [
     "VonageCodec",
     "parse_content_type",
     "looks_like_vonage",
-    "cleared_event",
     "FRAME_MS",
     "VONAGE_RATES",
     "VONAGE_BUFFER_MESSAGES",
@@ -199,11 +198,6 @@ def looks_like_vonage(message: object) -> bool:
         return True
     _, content_type = _content_type_of(value)
     return isinstance(content_type, str) and content_type.strip().lower().startswith(_MEDIA_TYPE)
-
-
-def cleared_event() -> UnknownMessage:
-    """What a simulated Vonage sends to acknowledge a clear: ``PROVIDER.send(cleared_event())``."""
-    return UnknownMessage(kind=_CLEARED_EVENT, raw={"event": _CLEARED_EVENT})
 
 
 def parse_content_type(value: object, default_rate: int) -> tuple[int, bool]:
@@ -317,7 +311,9 @@ class VonageCodec(TableCodec):
     engine_lacks: ClassVar[Mapping[type, str]] = {
         Transfer: "transfer is not a WebSocket message; transfer the call with the Voice API (PUT /v1/calls/{uuid} with an NCCO)"
     }
-    provider_sends: ClassVar[Mapping[type, str]] = {CallStarted: _METADATA, CallerAudio: _AUDIO, Dtmf: _EVENT, MarkEchoed: _EVENT, CallStopped: _STOP}
+    provider_sends: ClassVar[Mapping[type, str]] = {
+        CallStarted: _METADATA, CallerAudio: _AUDIO, Dtmf: _EVENT, MarkEchoed: _EVENT, ClearAcknowledged: _EVENT, CallStopped: _STOP,
+    }
     provider_lacks: ClassVar[Mapping[type, str]] = {
         Connected: "no separate connected message: the first message (CallStarted) is the hello"
     }
@@ -351,6 +347,7 @@ class VonageCodec(TableCodec):
         # Vonage documents the keys 0-9, * and # [V21]: the simulator sends only these (the
         # engine's codec still reads any of the sixteen, should Vonage report one).
         dtmf_keys=frozenset(_VONAGE_DIGITS),
+        clear_ack=True,  # websocket:cleared
         # Every audio message is whole 20 ms frames [V21]: the engine's playout pads a
         # playback's short tail to a frame (its ledger then counts the padding) and refuses
         # a chunk_ms that is not a multiple of 20 at start-up. The codec pads too, as a
@@ -428,7 +425,9 @@ class VonageCodec(TableCodec):
             if self._state is _S.IDLE:
                 out.extend(self._decode_first(text))
             else:
-                out.append(self._decode_event(text))
+                event = self._decode_event(text)
+                if event is not None:
+                    out.append(event)
         return out
 
     def _decode_caller_audio(self, data: bytes) -> list[Event]:
@@ -487,7 +486,7 @@ class VonageCodec(TableCodec):
             direction=direction, custom=custom, raw=msg,
         )
 
-    def _decode_event(self, text: str) -> Event:
+    def _decode_event(self, text: str) -> Event | None:
         value = _loads_or_none(text)
         if not isinstance(value, dict):
             event: Event = UnknownMessage(kind="text", raw=text)
@@ -502,7 +501,12 @@ class VonageCodec(TableCodec):
             elif name == _NOTIFY_EVENT:
                 mark = _mark_name(value.get("payload"))
                 event = MarkEchoed(mark) if mark else UnknownMessage(kind=name, raw=value)
-            else:  # websocket:cleared (an acknowledgement) and anything else
+            elif name == _CLEARED_EVENT:
+                # the clear's acknowledgement: the engine's playout settled what the clear
+                # cut when it sent it, so nothing follows from this
+                self._commit(self._next_state(_EVENT, local=False))
+                return None
+            else:
                 event = UnknownMessage(kind=name, raw=value)
         after = self._next_state(_EVENT, local=False)
         if self._state is _S.STOPPED and not isinstance(event, UnknownMessage):
@@ -588,6 +592,8 @@ class VonageCodec(TableCodec):
             return [self._encode_dtmf(event.digit)] if event.digit in self.capabilities.dtmf_keys else []
         if isinstance(event, MarkEchoed):
             return [dumps({"event": _NOTIFY_EVENT, "payload": {"name": event.name}})]
+        if isinstance(event, ClearAcknowledged):
+            return [dumps({"event": _CLEARED_EVENT})]
         assert isinstance(event, CallStopped)
         self._carry = b""
         return []  # Vonage ends the leg by closing the socket

@@ -33,6 +33,7 @@ from ..events import (
     CallStarted,
     CallStopped,
     Clear,
+    ClearAcknowledged,
     Dtmf,
     Hangup,
     Mark,
@@ -356,6 +357,13 @@ class SimulatedProvider:
                 if self.echo_marks_on_clear:
                     for _, name in dropped:
                         await self._echo_mark(name)
+                if self.codec.capabilities.clear_ack:
+                    # Plivo's clearedAudio, Vonage's websocket:cleared
+                    self._note("clear-ack", "")
+                    try:
+                        await self._send(ClearAcknowledged())
+                    except TransportClosed:
+                        pass
         elif isinstance(cmd, (Hangup, Transfer)):
             what = "hangup" if isinstance(cmd, Hangup) else f"transfer:{cmd.target}"
             self.hangups.append((self.now(), what))

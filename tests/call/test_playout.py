@@ -165,6 +165,11 @@ async def test_clear_settles_marks_and_reports_played_ms(autojump_clock, provide
     # nothing more was sent after the clear except the hang-up
     after = [c for t, c in sim.provider.received if t > 0.5 + 1e-9]
     assert not any(isinstance(c, PlayAudio) for c in after)
+    # a provider that acknowledges a clear (Plivo, Vonage) did, and the engine took it as
+    # known: nothing unknown on any provider
+    acks = [e for e in sim.provider.timeline if e.kind == "clear-ack"]
+    assert len(acks) == (1 if sim.session.caps.clear_ack else 0)
+    assert sim.report.stats.unknown_messages == 0
 
 
 async def test_played_ms_exact_to_the_chunk_when_cleared_mid_chunk(autojump_clock):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from callengine.audio.g711 import lin2ulaw, ulaw2lin
 from callengine.errors import CloseCode, LocalProtocolError, RemoteProtocolError, UnsupportedCommand
 from callengine.events import (
+    ClearAcknowledged,
     CallerAudio,
     CallStarted,
     CallStopped,
@@ -148,6 +149,20 @@ def test_plivo_documented_messages(cls):
     assert json.loads(play) == {"event": "playAudio", "streamId": "s-1", "media": {"contentType": "audio/x-mulaw", "sampleRate": 8000, "payload": B64(lin2ulaw(pcm))}}
     assert json.loads(codec.send(Mark("greeting"))[0]) == {"event": "checkpoint", "streamId": "s-1", "name": "greeting"}
     assert json.loads(codec.send(Clear())[0]) == {"event": "clearAudio", "streamId": "s-1"}
+
+
+@pytest.mark.parametrize("cls", [PlivoCodec, VobizCodec])
+def test_plivo_simulator_speaks_the_documented_names(cls):
+    """The simulated Plivo echoes a checkpoint as playedStream (not the older "played",
+    which the engine still reads) and acknowledges a clear with clearedAudio."""
+    engine, provider = _pair(cls)
+    _start(engine, provider)
+    assert cls.capabilities.clear_ack
+    (echo,) = provider.send(MarkEchoed("greeting"))
+    assert json.loads(echo) == {"event": "playedStream", "streamId": provider.stream_sid, "sequenceNumber": 2, "name": "greeting"}
+    (ack,) = provider.send(ClearAcknowledged())
+    assert json.loads(ack) == {"event": "clearedAudio", "streamId": provider.stream_sid, "sequenceNumber": 3}
+    assert engine.receive(ack) == []
 
 
 def test_plivo_l16_at_16k():

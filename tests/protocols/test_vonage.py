@@ -13,6 +13,7 @@ from callengine.errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from callengine.events import (
     DTMF_DIGITS,
     CallerAudio,
+    ClearAcknowledged,
     CallStarted,
     CallStopped,
     Clear,
@@ -32,7 +33,6 @@ from callengine.protocols.vonage import (
     VONAGE_BUFFER_MESSAGES,
     VONAGE_RATES,
     VonageCodec,
-    cleared_event,
     looks_like_vonage,
     parse_content_type,
 )
@@ -250,9 +250,8 @@ def test_engine_notify_without_a_name_is_unknown(message):
     assert event.raw == message
 
 
-def test_engine_cleared_ack_is_reported_not_fatal():
-    [event] = engine().receive(DOC_CLEARED)
-    assert event == UnknownMessage("websocket:cleared")
+def test_engine_reads_the_cleared_ack_as_known_and_needs_nothing_from_it():
+    assert engine().receive(DOC_CLEARED) == []
 
 
 # --- ENGINE: sending --------------------------------------------------------------------
@@ -394,7 +393,7 @@ def test_joined_json_texts_are_read_one_by_one():
     codec = VonageCodec()
     events = codec.receive(DOC_FIRST + DOC_DTMF + "\n" + '{"event":"websocket:notify","payload":{"name":"m"}}')
     assert [type(e) for e in events] == [CallStarted, Dtmf, MarkEchoed]
-    assert codec.receive(DOC_CLEARED + " " + DOC_DTMF) == [UnknownMessage("websocket:cleared"), Dtmf("5")]
+    assert codec.receive(DOC_CLEARED + " " + DOC_DTMF) == [Dtmf("5")]
 
 
 # --- ENGINE: errors and their close codes -----------------------------------------------
@@ -466,7 +465,7 @@ def test_provider_dtmf_shapes():
 def test_provider_mark_echo_clear_ack_and_stop():
     sim = provider()
     assert [json.loads(m) for m in sim.send(MarkEchoed("m1"))] == [{"event": "websocket:notify", "payload": {"name": "m1"}}]
-    assert sim.send(cleared_event()) == ['{"event":"websocket:cleared"}']
+    assert sim.send(ClearAcknowledged()) == ['{"event":"websocket:cleared"}']
     assert sim.send(UnknownMessage("x", raw=b"\x00\x01")) == [b"\x00\x01"]
     assert sim.send(UnknownMessage("raw text", raw="hi")) == ["hi"]
     assert sim.send(UnknownMessage("websocket:foo")) == ['{"event":"websocket:foo"}']
@@ -564,7 +563,7 @@ def test_round_trip(rate):
     assert relay(sim, eng, MarkEchoed(mark.name)) == [MarkEchoed("greeting-done")]
     # clear, acknowledged
     assert relay(eng, sim, Clear()) == [Clear()]
-    assert relay(sim, eng, cleared_event()) == [UnknownMessage("websocket:cleared")]
+    assert relay(sim, eng, ClearAcknowledged()) == []  # an acknowledgement: nothing follows
     # stop by close: nothing on the wire either way
     assert eng.send(Hangup()) == []
     assert sim.send(CallStopped()) == []
