@@ -136,6 +136,15 @@ class CallConfig:
                 f"chunk_ms ({chunk_ms:g}){where} is below the provider's smallest message ({smallest} bytes, "
                 f"{500 * smallest / capabilities.outbound_rate:g} ms at {capabilities.outbound_rate} Hz): raise --chunk-ms"
             )
+        largest = capabilities.max_chunk_bytes
+        if largest and 2 * chunk_ms * capabilities.outbound_rate / 1000 > largest - smallest:
+            # a playback's short tail rides on its last chunk: that must fit too
+            raise ValueError(
+                f"chunk_ms ({chunk_ms:g}){where} is above the provider's largest message ({largest} bytes, "
+                f"less {smallest} for a short tail merged into the last chunk: "
+                f"{500 * (largest - smallest) / capabilities.outbound_rate:g} ms at {capabilities.outbound_rate} Hz): "
+                f"lower --chunk-ms"
+            )
         if capabilities.one_clip_in_flight and chunk_ms > capabilities.chunk_ms:
             raise ValueError(
                 f"chunk_ms ({chunk_ms:g}){where} is above the clip cap ({capabilities.chunk_ms} ms, the codec "

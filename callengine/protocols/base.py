@@ -53,7 +53,9 @@ class Capabilities:
     many ms (0: any length). The engine's playout pads a short tail with silence to the
     next frame, and ``chunk_ms`` must then be a whole number of frames.
     ``min_chunk_bytes``: the smallest outbound audio message the provider plays cleanly
-    (Exotel: 3.2 KB); a shorter last chunk of a playback is padded with silence to it.
+    (Exotel: 3.2 KB), in PCM16 bytes at ``outbound_rate``; a shorter last chunk of a
+    playback rides on the chunk before it, or is padded with silence where it is alone.
+    ``max_chunk_bytes``: the largest (Exotel: 100 KB); 0: no limit the engine can reach.
     ``clear_ack``: the provider answers a clear with an acknowledgement (Plivo, Vonage),
     which the simulated provider sends too; the engine reads it and waits for nothing.
     ``one_clip_in_flight``: the provider may cut the clip playing for a new one, so the
@@ -75,6 +77,7 @@ class Capabilities:
     frame_ms: int = 0
     one_clip_in_flight: bool = False
     min_chunk_bytes: int = 0
+    max_chunk_bytes: int = 0
     clear_ack: bool = False
 
 

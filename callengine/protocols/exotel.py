@@ -52,6 +52,7 @@ class ExotelCodec(JsonEventCodec):
         lead_ms=400,
         frame_ms=20,
         min_chunk_bytes=3200,
+        max_chunk_bytes=100_000,
         dtmf_keys=frozenset("0123456789*#"),
     )
     inbound: ClassVar = {"connected": Kind.CONNECTED, "start": Kind.START, "media": Kind.MEDIA, "dtmf": Kind.DTMF, "mark": Kind.MARK_ECHO, "stop": Kind.STOP}

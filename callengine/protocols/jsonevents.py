@@ -135,6 +135,9 @@ class JsonEventCodec(TableCodec):
     #: the DTMF keys read and sent, where they are not ``capabilities.dtmf_keys`` (Awaaz
     #: passes all sixteen, though its own serializer carries only twelve)
     dtmf_wire_keys: ClassVar[frozenset[str] | None] = None
+    #: PROVIDER: refuse audio that breaks the provider's chunk rules (frames, smallest and
+    #: largest message), as the provider would not play it cleanly
+    strict_chunks: bool = True
 
     engine_sends: ClassVar[Mapping[type, str]] = {PlayAudio: Kind.PLAY, Mark: Kind.MARK, Clear: Kind.CLEAR, Hangup: Kind.HANGUP}
     provider_sends: ClassVar[Mapping[type, str]] = {
@@ -269,7 +272,27 @@ class JsonEventCodec(TableCodec):
         if payload is None:
             raise RemoteProtocolError(f"{self.name}: {msg.get(self.event_key)} without a payload", CloseCode.INVALID_PAYLOAD)
         pcm = self._wire_to_pcm(b64decode(payload, what=f"{self.name} media.payload"))
+        if self.strict_chunks:
+            self._check_chunk(len(pcm))
         return [PlayAudio(pcm=pcm, sample_rate=self._outbound_rate)] if pcm else []
+
+    def _check_chunk(self, pcm_bytes: int) -> None:
+        """The provider's published chunk rules (``capabilities``), as the simulator
+        enforces them: what breaks one is refused, not played."""
+        caps, rate = self.capabilities, self._outbound_rate
+        frame = 2 * rate * caps.frame_ms // 1000
+        problem = ""
+        if frame and pcm_bytes % frame:
+            problem = f"not a whole number of {caps.frame_ms} ms frames"
+        elif pcm_bytes < caps.min_chunk_bytes:
+            problem = f"below the smallest message ({caps.min_chunk_bytes} bytes)"
+        elif caps.max_chunk_bytes and pcm_bytes > caps.max_chunk_bytes:
+            problem = f"above the largest message ({caps.max_chunk_bytes} bytes)"
+        if problem:
+            raise RemoteProtocolError(
+                f"{self.name}: an audio message of {pcm_bytes} bytes (PCM16 at {rate} Hz) is {problem}",
+                CloseCode.INVALID_PAYLOAD,
+            )
 
     def _decode_mark(self, msg: dict) -> list[Event]:
         name = self._mark_name(msg)

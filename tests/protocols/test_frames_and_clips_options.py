@@ -129,3 +129,15 @@ def test_knowlarity_utterance_mode_sends_a_playback_as_one_playaudio():
         engine.receive(message)
     messages = engine.send(PlayAudio(pcm_of(2 * 16000 * 5), 16000))  # a whole 5 s clip
     assert len(messages) == 1 and json.loads(messages[0])["type"] == "playAudio"
+
+
+def test_exotel_chunk_ms_must_fit_its_smallest_and_largest_message():
+    from callengine.protocols.exotel import ExotelCodec
+
+    caps = ExotelCodec().capabilities
+    with pytest.raises(ValueError, match="below the provider's smallest message"):
+        CallConfig(chunk_ms=100, lead_ms=400).pacing(caps, "exotel")
+    # 100 KB less the 3.2 KB a short tail may add to the last chunk: 6.05 s at 8 kHz
+    with pytest.raises(ValueError, match="above the provider's largest message"):
+        CallConfig(chunk_ms=6100, lead_ms=8000).pacing(caps, "exotel")
+    assert CallConfig(chunk_ms=6000, lead_ms=8000).pacing(caps, "exotel").chunk_s == 6.0

@@ -218,12 +218,39 @@ def test_round_trip_both_roles(cls):
     assert len(audio.pcm) == len(pcm) and audio.sample_rate == 8000
     assert _through(provider, engine, Dtmf("5")) == [Dtmf("5")]
     assert _through(provider, engine, MarkEchoed("m1")) == [MarkEchoed("m1")]
-    (play,) = _through(engine, provider, PlayAudio(pcm=pcm, sample_rate=8000))
-    assert len(play.pcm) == len(pcm)
+    out = pcm * 10  # 200 ms: whole frames, and at least Exotel's smallest message
+    (play,) = _through(engine, provider, PlayAudio(pcm=out, sample_rate=8000))
+    assert len(play.pcm) == len(out)
     assert _through(engine, provider, Mark("m2")) == [Mark("m2")]
     assert _through(engine, provider, Clear()) == [Clear()]
     stop = _through(provider, engine, CallStopped(reason="done"))
     assert stop == [] or isinstance(stop[0], CallStopped)  # Plivo and Vobiz end by closing
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_the_simulator_refuses_audio_that_breaks_the_providers_chunk_rules(cls):
+    engine, provider = _pair(cls)
+    _start(engine, provider)
+    caps = cls.capabilities
+    frame = 2 * 8000 * caps.frame_ms // 1000
+    smallest = max(caps.min_chunk_bytes, frame, 2)
+    bad = []
+    if frame:
+        bad.append(smallest + frame // 2)  # not whole frames (Twilio, Smartflo, Exotel...)
+    if caps.min_chunk_bytes > frame:
+        bad.append(caps.min_chunk_bytes - max(frame, 2))  # below the smallest (Exotel, Telnyx)
+    if caps.max_chunk_bytes:
+        bad.append(caps.max_chunk_bytes + frame)  # above the largest (Exotel)
+    for size in bad:
+        # the engine's own codec sends what it is given (its playout keeps to the rules)
+        for message in engine.send(PlayAudio(pcm=bytes(size), sample_rate=8000)):
+            with pytest.raises(RemoteProtocolError) as excinfo:
+                provider.receive(message)
+            assert excinfo.value.close_code == CloseCode.INVALID_PAYLOAD
+    (good,) = _through(engine, provider, PlayAudio(pcm=bytes(smallest), sample_rate=8000))
+    assert len(good.pcm) == smallest
+    if cls.__name__ in ("TwilioCodec", "SmartfloCodec", "ExotelCodec"):
+        assert bad  # the rules the issue names are enforced, not vacuous
 
 
 @pytest.mark.parametrize("cls", CODECS, ids=IDS)
