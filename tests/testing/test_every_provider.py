@@ -112,3 +112,37 @@ def test_bench_bargein_refuses_an_unknown_provider(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         _bench_bargein(monkeypatch).main(["--providers", "awaaz,nosuch"])
     assert "unknown provider nosuch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agent", ["prompt", "ivr"])
+async def test_callengine_serve_takes_every_provider_on_its_own_path(nursery, agent):
+    """One `callengine serve` process (a real subprocess, as a user runs it) and a dialed call
+    of every provider to it: the prompt plays and stops when the caller talks over it; the
+    ivr's key 3 ends the call the provider's way."""
+    from ..serve_process import start_serve
+
+    from callengine.audio.resample import resample
+
+    from ..call.conftest import speech_8k
+
+    sp = await start_serve(nursery, [agent, "--port", "0", "--drain-grace", "0.5"])
+    speech = speech_8k()[0][: int(1.5 * 8000)]
+    for provider in PROVIDERS:
+        url = f"ws://127.0.0.1:{sp.port}/{provider}"
+        rate = get_codec(provider).capabilities.inbound_rate
+        with trio.fail_after(30):
+            if agent == "prompt":
+                said = speech if rate == 8000 else resample(speech, 8000, rate)
+                summary = await simulate_call(url, provider, audio=said, audio_rate=rate, speak_at=1.0, seconds=3.0, out=io.StringIO())
+            else:
+                summary = await simulate_call(url, provider, dtmf=[("3", 0.5)], seconds=10.0, out=io.StringIO())
+        assert summary["protocol_errors"] == [], (provider, summary)
+        assert summary["clears"] >= 1, (provider, summary)  # barge-in / the key cut the audio
+        if agent == "ivr":
+            assert summary["call_seconds"] < 5, (provider, summary)  # ended by the engine
+            if get_codec(provider).capabilities.hangup_message:
+                assert summary["hangups"] == ["hangup"], (provider, summary)
+            else:
+                assert summary["close_code"] == 1000, (provider, summary)
+    sp.proc.send_signal(15)
+    assert await sp.wait() == 0
