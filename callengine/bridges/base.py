@@ -76,6 +76,7 @@ async def websocket_connect(
             stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host, https_compatible=True)
         try:
             async with trio.open_nursery() as ws_nursery:  # holds the websocket's reader task
+                ws = None
                 try:
                     with trio.fail_after(connect_timeout):
                         ws = await wrap_client_stream(
@@ -91,7 +92,7 @@ async def websocket_connect(
                     failed = f"the model refused the connection: HTTP {exc.status_code}"
                 except (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
                     failed = f"the WebSocket handshake with the model failed: {exc!r}"
-                if failed is not None:
+                if failed is not None or ws is None:
                     ws_nursery.cancel_scope.cancel()
                 else:
                     try:
@@ -101,7 +102,9 @@ async def websocket_connect(
                             await ws.aclose()
                         ws_nursery.cancel_scope.cancel()
         except* ConnectionRejected as group:  # the client's reader task raises a rejection there
-            failed = failed or f"the model refused the connection: HTTP {group.exceptions[0].status_code}"
+            rejected = group.exceptions[0]
+            status = getattr(rejected, "status_code", "?")
+            failed = failed or f"the model refused the connection: HTTP {status}"
         except* HandshakeError as group:
             failed = failed or f"the WebSocket handshake with the model failed: {group.exceptions[0]!r}"
         except* WsLocalProtocolError as group:
