@@ -12,6 +12,7 @@ import trio
 
 from callengine.audio.generate import tone
 from callengine.bridges import OpenAIRealtimeAgent, Tool
+from callengine.protocols.registry import CODECS
 from callengine.testing import open_simulated_call
 from callengine.testing._fake_model import model_voice
 from callengine.testing.fake_openai_realtime import FakeOpenAIRealtime
@@ -252,3 +253,20 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
         OpenAIRealtimeAgent()
+
+
+@pytest.mark.parametrize("provider", [p for p in CODECS if p not in PROVIDERS])
+async def test_every_other_provider_truncates_at_what_was_heard(autojump_clock, provider):
+    fake = FakeOpenAIRealtime(reply_audio=model_voice(4.0), speech_start_ms=400)
+    agent = bridge(fake)
+    async with open_simulated_call(agent, provider, wait=False) as sim:
+        sim.provider.say(utterance(), 8000)
+        await wait_for(lambda: sim.provider.heard_seconds() > 1.0)
+        sim.provider.say(utterance(), 8000)
+        await wait_for(lambda: fake.sessions and fake.session.truncations)
+        await trio.sleep(0.5)
+    [truncation] = fake.session.truncations
+    [heard] = agent.interruptions
+    assert truncation.audio_end_ms == int(heard.played_ms)
+    assert abs(truncation.audio_end_ms - 1000 * sim.provider.heard[0].duration) <= sim.session.caps.chunk_ms
+    assert not fake.session.errors_sent
