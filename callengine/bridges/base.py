@@ -17,123 +17,25 @@ import contextlib
 import json
 import logging
 import os
-import ssl
-import urllib.parse
 from collections import Counter
-from typing import Any, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, AsyncContextManager, Callable, Mapping, Sequence
 
 import attrs
 import trio
-from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 
 from ..audio.resample import StreamResampler
 from ..call.api import Call, PlaybackWriter
-from ..call.transport import Transport, TransportClosed, WebSocketTransport, aclose_quietly
+from ..call.transport import Transport, TransportClosed
 from ..errors import UnsupportedCommand
 from ..events import BargeIn, CallerAudio, Dtmf
+from .connect import Connect, ModelConnectError, websocket_connect
+from .tools import BUNDLED_TOOLS, HANG_UP, TRANSFER, Tool
 
 __all__ = ["Connect", "ModelConnectError", "SessionOver", "websocket_connect", "Tool", "HANG_UP", "TRANSFER", "BUNDLED_TOOLS", "Heard", "RealtimeBridge", "BridgeSession"]
-
-#: The model-connection seam: ``connect(url, headers)`` is an async context manager giving a
-#: :class:`~callengine.call.transport.Transport` (text or binary messages). The default,
-#: :func:`websocket_connect`, opens a real WebSocket; tests pass a fake's in-memory one.
-Connect = Callable[[str, Sequence[tuple[str, str]]], AsyncContextManager[Transport]]
-
-
-class ModelConnectError(Exception):
-    """The model's WebSocket could not be opened (refused, unreachable, timed out)."""
 
 
 class SessionOver(Exception):
     """The model session cannot go on (raised inside a session; the reason is logged)."""
-
-
-@contextlib.asynccontextmanager
-async def websocket_connect(
-    url: str, headers: Sequence[tuple[str, str]], *, connect_timeout: float = 10.0, close_timeout: float = 2.0
-) -> AsyncIterator[Transport]:
-    """A trio-websocket client connection to ``url`` (``ws://`` or ``wss://``) with
-    ``headers``, as a Transport. Raises :class:`ModelConnectError` if it cannot be opened.
-
-    It opens and owns the TCP stream, so that the stream is closed on every path, a refused
-    handshake included (trio-websocket's own opener leaves it to the garbage collector)."""
-    from trio_websocket import ConnectionRejected, HandshakeError, wrap_client_stream
-
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-        raise ModelConnectError(f"not a ws:// or wss:// URL: {parsed.scheme}://{parsed.netloc}{parsed.path}")
-    secure = parsed.scheme == "wss"
-    host, port = parsed.hostname, parsed.port or (443 if secure else 80)
-    resource = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
-    try:
-        with trio.fail_after(connect_timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        raise ModelConnectError(f"cannot connect to the model at {host}:{port}: {exc!r}") from None
-    failed: str | None = None
-    try:
-        if secure:
-            stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host, https_compatible=True)
-        try:
-            async with trio.open_nursery() as ws_nursery:  # holds the websocket's reader task
-                ws = None
-                try:
-                    with trio.fail_after(connect_timeout):
-                        ws = await wrap_client_stream(
-                            ws_nursery,
-                            stream,
-                            host,
-                            resource,
-                            extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                            message_queue_size=256,
-                            max_message_size=16 * 1024 * 1024,
-                        )
-                except ConnectionRejected as exc:
-                    failed = f"the model refused the connection: HTTP {exc.status_code}"
-                except (HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
-                    failed = f"the WebSocket handshake with the model failed: {exc!r}"
-                if failed is not None or ws is None:
-                    ws_nursery.cancel_scope.cancel()
-                else:
-                    try:
-                        yield WebSocketTransport(ws)
-                    finally:
-                        with trio.move_on_after(close_timeout, shield=True):
-                            await ws.aclose()
-                        ws_nursery.cancel_scope.cancel()
-        except* ConnectionRejected as group:  # the client's reader task raises a rejection there
-            rejected = group.exceptions[0]
-            status = getattr(rejected, "status_code", "?")
-            failed = failed or f"the model refused the connection: HTTP {status}"
-        except* HandshakeError as group:
-            failed = failed or f"the WebSocket handshake with the model failed: {group.exceptions[0]!r}"
-        except* WsLocalProtocolError as group:
-            # trio-websocket's reader answers a ping that came after our close frame, which
-            # wsproto refuses ("... in state LOCAL_CLOSING"): the connection is over anyway
-            if not all("CLOSING" in str(exc) for exc in group.exceptions):
-                raise
-    finally:
-        await aclose_quietly(stream)
-    if failed is not None:
-        raise ModelConnectError(failed)
-
-
-@attrs.frozen
-class Tool:
-    """A function the model may call: ``parameters`` is its JSON schema."""
-
-    name: str
-    description: str
-    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
-
-
-HANG_UP = Tool("hang_up", "End the phone call. Say goodbye first; the call ends once the caller has heard it.")
-TRANSFER = Tool(
-    "transfer",
-    "Transfer the caller to a person or department. Tell the caller first.",
-    {"type": "object", "properties": {"target": {"type": "string", "description": "where to transfer, e.g. 'sales'"}}},
-)
-BUNDLED_TOOLS: dict[str, Tool] = {t.name: t for t in (HANG_UP, TRANSFER)}
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ import numpy as np
 import trio
 
 from ..audio.generate import silence, tone
-from ..bridges.base import ModelConnectError
+from ..bridges.connect import ModelConnectError
 from ..call.transport import Transport, TransportClosed, WebSocketTransport, memory_transport_pair
 
 __all__ = ["FakeModelServer", "FakeSession", "ServerVad", "model_voice"]
