@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import trio
 
 from callengine.bridges import GeminiLiveAgent, Heard, OpenAIRealtimeAgent
@@ -54,8 +53,3 @@ def peak_hz(samples: np.ndarray, rate: int) -> float:
     x = samples.astype(float)
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     return float(np.argmax(spectrum) * rate / len(x))
-
-
-@pytest.fixture
-def speech() -> np.ndarray:
-    return utterance()
