@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import trio
 
+from .agents import BUNDLED
 from .call.config import CallConfig
 from .protocols.registry import CODECS
 from .shutdown import EXIT_LISTEN, EXIT_OK, EXIT_STUCK, EXIT_USAGE, ShutdownGuard, exit_now
@@ -34,7 +35,7 @@ __all__ = ["main", "load_agent", "AgentLoadError"]
 
 log = logging.getLogger("callengine.cli")
 
-BUNDLED_AGENTS = ("echo", "parrot", "prompt", "ivr")
+BUNDLED_AGENTS = tuple(BUNDLED)
 LISTENING_LOGGER = "callengine.listening"
 
 
@@ -44,10 +45,11 @@ class AgentLoadError(Exception):
 
 def load_agent(spec: str):
     """``package.module:attribute``, ``package.module`` (attribute ``agent``) or the name of a
-    bundled agent (echo, parrot, prompt, ivr). A class is instantiated without arguments.
+    bundled agent (echo, parrot, prompt, ivr, realtime-openai, realtime-gemini). A class is
+    instantiated without arguments.
     The agent must be callable with one positional argument, the call."""
-    if spec in BUNDLED_AGENTS:
-        spec = f"callengine.agents.{spec}"
+    if spec in BUNDLED:
+        spec = BUNDLED[spec]
     module_name, _, attr = spec.partition(":")
     attr = attr or "agent"
     if not module_name or not all(part.isidentifier() for part in module_name.split(".")):

@@ -58,6 +58,8 @@ def _kind(lang: str, body: str) -> str:
         return "agent"
     if lang == "python" and first.startswith("# tests/test_agent.py"):
         return "agent-tests"
+    if lang == "python" and first.startswith("# mypkg/talking.py"):
+        return "talking-agent"
     if lang == "python" and first.startswith("# embed.py"):
         return "embed"
     if lang == "toml" and first.startswith("# pyproject.toml"):
@@ -69,7 +71,7 @@ def test_every_readme_block_is_one_this_file_runs():
     kinds = [_kind(lang, body) for lang, body in BLOCKS]
     assert "unknown" not in kinds, [body.splitlines()[0] for (lang, body), k in zip(BLOCKS, kinds) if k == "unknown"]
     assert sorted(kinds) == sorted(
-        ["demo", "tests", "serve", "dial", "outbound-call", "knowlarity-registration", "agent", "agent-tests", "embed", "pytest-config"]
+        ["demo", "tests", "serve", "dial", "outbound-call", "knowlarity-registration", "agent", "agent-tests", "talking-agent", "embed", "pytest-config"]
     )
     # the one block that cannot run says so in the README
     assert "the one block of this README the test suite cannot run" in README
@@ -112,6 +114,48 @@ def test_readme_embedding_example_runs(project: Path):
     result = subprocess.run([sys.executable, "embed.py"], cwd=project, env=_env(project), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert re.search(r"serving on port \d+", result.stdout)
+
+
+TALKING_RUN = """
+import json
+
+import numpy as np
+import trio
+import trio.testing
+
+from callengine.testing import open_simulated_call
+from callengine.testing.fake_openai_realtime import FakeOpenAIRealtime
+from mypkg.talking import ShopAgent
+
+
+async def main():
+    fake = FakeOpenAIRealtime()
+    fake.queue_function("order_status", json.dumps({"order": "42"}))
+    speech = (np.random.default_rng(1).standard_normal(12000) * 3000).astype("int16")  # 1.5 s of "speech"
+    async with open_simulated_call(ShopAgent(connect=fake.connect), "knowlarity", wait=False) as sim:
+        sim.provider.say(speech, 8000)
+        with trio.fail_after(20):
+            while not (fake.sessions and fake.session.function_outputs):
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)
+    print("tools", [t["name"] for t in fake.session.config["tools"]])
+    print("output", fake.session.function_outputs[0]["output"])
+    print("instructions", fake.session.config["instructions"])
+
+
+trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+"""
+
+
+def test_readme_talking_agent_calls_its_tool_against_the_fake_model(project: Path):
+    (project / "mypkg" / "talking.py").write_text(_block("# mypkg/talking.py"))
+    (project / "run_talking.py").write_text(TALKING_RUN)
+    env = dict(_env(project), OPENAI_API_KEY="test-key")  # the class reads its key from the environment
+    result = subprocess.run([sys.executable, "run_talking.py"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tools ['hang_up', 'transfer', 'order_status']" in result.stdout
+    assert 'output {"order": "42", "status": "shipped"}' in result.stdout
+    assert "instructions You answer questions about orders" in result.stdout
 
 
 def _free_port() -> int:

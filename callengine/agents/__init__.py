@@ -9,16 +9,21 @@ prompt     a recorded prompt in a loop; talking over it stops it, and it starts 
            the caller stops (barge-in, marks, package data)
 ivr        keypad menu: 1 plays a message, 2 transfers (hangs up on Awaaz), 3 hangs up
            (DTMF events and in-band tones, clear, transfer, hang-up)
+realtime-  speech to speech with OpenAI Realtime (``realtime-openai``) or Gemini Live
+openai,    (``realtime-gemini``): classes in :mod:`callengine.bridges`, configured from the
+-gemini    environment (API key, URL, model, voice, instructions, tools)
 =========  ================================================================================
 
-Each module has an ``agent(call)`` coroutine function. :data:`BUNDLED` maps the names to
-``"module:attribute"`` specs (nothing is imported until asked); :func:`load` resolves a name
-or any such spec to the agent callable.
+Each module has an ``agent(call)`` coroutine function; the bridges are classes.
+:data:`BUNDLED` maps the names to ``"module:attribute"`` specs (nothing is imported until
+asked); :func:`load` resolves a name or any such spec to the agent callable, creating an
+instance of a class (which reads its settings from the environment).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable
 
 __all__ = ["BUNDLED", "load"]
@@ -28,6 +33,8 @@ BUNDLED: dict[str, str] = {
     "parrot": "callengine.agents.parrot:agent",
     "prompt": "callengine.agents.prompt:agent",
     "ivr": "callengine.agents.ivr:agent",
+    "realtime-openai": "callengine.bridges.openai_realtime:OpenAIRealtimeAgent",
+    "realtime-gemini": "callengine.bridges.gemini_live:GeminiLiveAgent",
 }
 
 
@@ -40,6 +47,8 @@ def load(name_or_spec: str) -> Callable[..., Any]:
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
+    if inspect.isclass(obj):
+        obj = obj()
     if not callable(obj):
         raise TypeError(f"{spec} is not callable")
     return obj

@@ -121,12 +121,25 @@ class EventSpy:
 
 
 def test_bundled_names_load_to_agents():
-    assert set(BUNDLED) == {"echo", "parrot", "prompt", "ivr"}
+    assert set(BUNDLED) == {"echo", "parrot", "prompt", "ivr", "realtime-openai", "realtime-gemini"}
     assert load("echo") is echo.agent and load("parrot") is parrot.agent
     assert load("prompt") is prompt.agent and load("ivr") is ivr.agent
     assert load("callengine.agents.ivr:menu_prompt") is ivr.menu_prompt
     with pytest.raises(ValueError):
         load("no-such-agent")
+
+
+def test_the_bridges_load_as_agents_configured_from_the_environment(monkeypatch):
+    from callengine.bridges import GeminiLiveAgent, OpenAIRealtimeAgent
+    from callengine.cli import load_agent
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("GEMINI_API_KEY", "g-test")
+    assert isinstance(load("realtime-openai"), OpenAIRealtimeAgent)
+    assert isinstance(load_agent("realtime-gemini"), GeminiLiveAgent)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        load("realtime-openai")
 
 
 def test_the_spoken_prompt_is_the_bundled_recording_with_its_licence():
