@@ -31,8 +31,9 @@ no others.
   restart is logged once. A worker that fails before the first start-up completed (a
   bad agent: 2, the port: 1) stops the server with its exit code.
 * **Metrics.** A prometheus-client multiprocess directory, created and removed by the
-  supervisor (:class:`callengine.metrics.SharedMetrics`); an exited worker's live gauges
-  are removed (``mark_process_dead``), its counters stay in the totals.
+  supervisor (:class:`callengine.metrics.SharedMetrics`), named with its pid so that the
+  next supervisor removes one that a killed supervisor left; an exited worker's live
+  gauges are removed (``mark_process_dead``), its counters stay in the totals.
 """
 
 from __future__ import annotations
