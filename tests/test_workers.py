@@ -21,10 +21,12 @@ import pytest
 import trio
 
 from callengine.cli import add_serve_arguments
+from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import open_dialed_call
 from callengine.testing.provider import default_start
 from callengine.workers import next_wait, worker_argv
 
+from .cli_agents import echo
 from .serve_process import PY, ServeProcess, start_serve
 from .test_health_metrics import get, http, scrape, value
 
@@ -167,6 +169,14 @@ async def test_two_workers_serve_calls_and_metrics_add_up_across_them(nursery, s
             assert value(samples, "callengine_ready") == 1
             assert value(samples, "callengine_audio_frames_in_total", provider="awaaz") >= 5 * n
             assert not [key for key in samples if "pid" in dict(key[1])]  # label sets stay bounded
+        # the same series as one process serves (which also has the histograms' _created)
+        single = CallServer(echo, ServerConfig(port=0, loop_watchdog_s=None))
+        await nursery.start(single.serve)
+        async with open_dialed_call(f"ws://127.0.0.1:{single.port}/awaaz", "awaaz") as sim:
+            await wait_until(lambda: sim.frames_sent >= 5)
+        await wait_until(lambda: single.counters["calls_ended"] == 1)
+        alone = {name for name, _ in await scrape(single.port) if not name.endswith("_created")}
+        assert {name for name, _ in samples} == alone
         status, _, body = await http(sp.port, get("/readyz"))
         assert (status, body) == (200, b"ready\n")  # per worker: whichever took the connection
         sp.proc.send_signal(signal.SIGTERM)
