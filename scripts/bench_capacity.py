@@ -531,6 +531,7 @@ def main() -> int:
     p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")
     p.add_argument("--budget", type=float, default=540.0, help="stop starting steps after this many seconds (default 540)")
     p.add_argument("--no-refine", action="store_true", help="skip the midpoint step after the first failure")
+    p.add_argument("--retries", type=int, default=0, help="run a failing step again up to this many times, for a machine shared with other work: it passes if one try does (default 0)")
     p.add_argument("--profile", type=int, metavar="N", help="also profile the servers (a 1 kHz CPU-clock sampler) at N calls and print where their time goes")
     p.add_argument("--profile-only", action="store_true", help="skip the sweep (with --profile)")
     p.add_argument("--profile-out", default="/tmp/callengine-bench-{server}.json")
@@ -596,9 +597,12 @@ def main() -> int:
                 if over_budget():
                     out_of_time = True
                     break
-                step = run_step(kind, n, args)
-                results[kind].append(step)
-                print(f"  [{time.monotonic() - t_start:5.0f} s] {kind:<6} {fmt_row(step)}", flush=True)
+                for attempt in range(args.retries + 1):
+                    step = run_step(kind, n, args)
+                    results[kind].append(step)
+                    print(f"  [{time.monotonic() - t_start:5.0f} s] {kind:<6} {fmt_row(step)}{'  (again)' if attempt else ''}", flush=True)
+                    if step["passed"] or over_budget():
+                        break
                 if not step["passed"]:
                     failed_at[kind] = n
             if all(failed_at[s] is not None for s in servers) or out_of_time:
@@ -626,7 +630,8 @@ def main() -> int:
         print(HEADER)
         for s in rows:
             print(fmt_row(s))
-        first_fail = min((s["calls"] for s in rows if not s["passed"]), default=None)
+        carried = {s["calls"] for s in rows if s["passed"]}  # with --retries: one try passed
+        first_fail = min((s["calls"] for s in rows if s["calls"] not in carried), default=None)
         ok_rows = [s for s in rows if s["passed"] and (first_fail is None or s["calls"] < first_fail)]
         if not ok_rows:
             summary[kind] = {"n_max": 0}
