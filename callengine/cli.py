@@ -6,7 +6,8 @@
 
 Exit codes of ``serve``: 0 after a drain in which every agent exited; 1 cannot listen;
 2 bad arguments, agent or configuration; 3 the shutdown abandoned agents that would not
-exit; 128 + the signal number when a second SIGTERM/SIGINT stopped it at once.
+exit; 128 + the signal number when a second SIGTERM/SIGINT stopped it at once. With
+``--workers N`` (:mod:`callengine.workers`), the worst of its workers' codes.
 ``dial``: 0 when the call closed with 1000 or 1001, else 1 (the reason on stderr).
 """
 
@@ -128,8 +129,8 @@ class _TextFormatter(logging.Formatter):
     """``time level logger: message``, with ``[call]`` before the message inside a call
     (record.call, set for every record made in a call's tasks, the agent's included)."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    def __init__(self, pid: bool = False) -> None:
+        super().__init__(f"%(asctime)s %(levelname)-7s %(name)s{'[%(process)d]' if pid else ''}: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
@@ -140,14 +141,25 @@ class _TextFormatter(logging.Formatter):
         return text
 
 
-def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = False) -> None:
+def _add_pid(record: logging.LogRecord) -> bool:
+    fields = getattr(record, "fields", None)
+    record.fields = {**(fields if isinstance(fields, dict) else {}), "pid": record.process}
+    return True
+
+
+def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = False, worker: bool = False) -> None:
     """Logs on stderr, as text or one JSON object a line. ``announce``: the server's one
-    "listening" record goes to stdout instead, whatever the level (it carries the port)."""
+    "listening" record goes to stdout instead, whatever the level (it carries the port).
+    ``worker``: one of ``--workers N``: each line names the process (``name[pid]``, or a
+    ``pid`` field), and the supervisor, not the worker, says where it listens."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(_TextFormatter())
+        handler.setFormatter(_TextFormatter(worker))
+    if worker:
+        handler.addFilter(_add_pid)
+        logging.getLogger(LISTENING_LOGGER).disabled = True
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
@@ -174,7 +186,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
-    p.add_argument("--max-calls", type=int, default=500, help="concurrent calls before answering 503 (default 500)")
+    p.add_argument("--max-calls", type=int, default=500, help="concurrent calls before answering 503, in each worker process (default 500)")
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="worker processes sharing the port (default 1: this process serves); a supervisor forwards signals, restarts a worker that dies, and /metrics on any worker reports them all",
+    )  # fmt: skip
+    p.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # a worker's channel to its supervisor
+    p.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)  # inherited listening sockets
     p.add_argument(
         "--max-pending-handshakes", type=int,
         help="connections mid-handshake before answering 503 (default: from the descriptor limit, a quarter of it beyond 64, 8 to 1024)",
@@ -283,9 +301,10 @@ def shutdown_deadline_s(config) -> float:
     return config.drain_grace_s + config.call.cleanup_grace_s + config.call.close_timeout_s + 1.0
 
 
-async def run_server(agent, config, fd_limit: tuple[int | None, int | None] = (None, None)) -> int:
+async def run_server(agent, config, fd_limit: tuple[int | None, int | None] = (None, None), on_listening=None) -> int:
     """Serve until SIGTERM or SIGINT, then drain (see the module docstring's exit codes).
-    ``fd_limit``: the soft descriptor limit before and after raising it, to log."""
+    ``fd_limit``: the soft descriptor limit before and after raising it, to log.
+    ``on_listening``: called once listening, with the signal handlers in place."""
     from .server import CallServer
 
     server = CallServer(agent, config)
@@ -296,6 +315,8 @@ async def run_server(agent, config, fd_limit: tuple[int | None, int | None] = (N
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             _log_fd_limit(fd_limit[0], fd_limit[1], config)  # once listening: a failure to listen stays one line
+            if on_listening is not None:
+                on_listening()
             started_by = None
             async for signum in signals:
                 started_by = signum
@@ -345,26 +366,47 @@ def _log_fd_limit(before: int | None, after: int | None, config) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .limits import raise_fd_limit
 
-    setup_logging(args.log_format, args.log_level, announce=True)
+    worker = getattr(args, "worker_of", None)
+    setup_logging(args.log_format, args.log_level, announce=worker is None, worker=worker is not None)
     _cwd_first_on_path()
     before, after = raise_fd_limit()  # first: the default pending-handshake cap is sized from it
+    if worker is None and getattr(args, "workers", 1) != 1:
+        try:
+            config = server_config_from_args(args)  # the agent is the workers' to load
+        except ValueError as exc:
+            print(f"callengine: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        from .workers import supervise
+
+        return supervise(args, config)
     try:
         agent = load_agent(args.agent)
         config = server_config_from_args(args)
     except (AgentLoadError, ValueError) as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    on_listening = None
+    if worker is not None:
+        import attrs
+
+        from .workers import WorkerChannel
+
+        fds = tuple(args.listen_fd)
+        config = attrs.evolve(config, reuse_port=not fds, listen_fds=fds, metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        on_listening = WorkerChannel(worker).ready
     tune_gc_for_serving()
     failure: BaseException | None = None
     code = EXIT_OK
     try:
-        code = trio.run(run_server, agent, config, (before, after))
+        code = trio.run(run_server, agent, config, (before, after), on_listening)
     except* OSError as group:  # trio's nurseries wrap it in an exception group
         failure = group.exceptions[0]
         while isinstance(failure, BaseExceptionGroup):
             failure = failure.exceptions[0]
     except* KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         code = 128 + signal.SIGINT
+    if worker is not None:  # trio restored SIGUSR1's default: a late supervisor EOF must not kill us
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if failure is not None:
         reason = getattr(failure, "strerror", None) or failure
         print(f"callengine: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)

@@ -11,16 +11,25 @@ Labels are bounded: ``provider`` is a codec name, ``end_cause`` an :class:`EndCa
 ``reason`` a rejection kind (an HTTP status or one of a few words); never a call id or a
 path. Each server has its own registry, so several servers in one process (tests, an
 embedding application) do not mix.
+
+Across the worker processes of ``callengine serve --workers N`` (``ServerConfig.metrics_dir``
+set), prometheus-client's multiprocess mode: the histograms write to files in that
+directory, and :class:`SharedMetrics` copies the scrape-time figures into counters and
+gauges there, every second and before each scrape it answers; ``/metrics`` on any worker
+then renders the sum over every worker, the ones that have exited included (their
+counters stay; the supervisor removes their live gauges). One worker's live figures are up
+to a second old in another worker's scrape.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import attrs
 import trio
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,7 +39,7 @@ if TYPE_CHECKING:
     from .call.session import CallSession
     from .server import CallServer
 
-__all__ = ["ServerMetrics", "CONTENT_TYPE", "run_loop_lag_probe"]
+__all__ = ["ServerMetrics", "SharedMetrics", "CONTENT_TYPE", "run_loop_lag_probe"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -80,7 +89,10 @@ class ServerMetrics:
         self.ended: dict[tuple[str, str], int] = {}
         self._totals: dict[str, dict[str, float]] = {}
         self._accounted: "weakref.WeakSet[CallSession]" = weakref.WeakSet()
-        self.registry.register(_ServerCollector(server, self))
+        collector = _ServerCollector(server, self)
+        self.registry.register(collector)
+        directory = server.config.metrics_dir
+        self.shared = SharedMetrics(collector, directory) if directory else None
 
     def call_started(self, provider: str) -> None:
         self.started[provider] = self.started.get(provider, 0) + 1
@@ -114,7 +126,66 @@ class ServerMetrics:
         return out
 
     def render(self) -> bytes:
+        if self.shared is not None:
+            return self.shared.render()
         return generate_latest(self.registry)
+
+
+#: how the workers' values of a gauge combine (multiprocess mode); the rest add up
+_GAUGE_MODES = {"callengine_ready": "livemax"}
+
+
+class SharedMetrics:
+    """The scrape-time figures of one worker (what ``collector`` yields) copied into
+    prometheus-client's multiprocess files in ``directory``, for every worker's
+    ``/metrics``: a counter grows by what its figure grew since the last copy, a gauge is
+    set (``livesum``: the live workers' values add up; ``callengine_ready`` is ``livemax``,
+    1 while any worker accepts calls)."""
+
+    def __init__(self, collector: Collector, directory: str, interval_s: float = 1.0) -> None:
+        from prometheus_client import values
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") != directory or values.ValueClass.__name__ == "MutexValue":
+            raise ValueError(f"metrics_dir {directory!r} needs PROMETHEUS_MULTIPROC_DIR={directory} set before prometheus_client is imported")
+        self.collector = collector
+        self.directory = directory
+        self.interval_s = interval_s
+        self._metrics: dict[str, Counter | Gauge] = {}
+        self._copied: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def publish(self) -> None:
+        for family in self.collector.collect():
+            for sample in family.samples:
+                labels = tuple(sample.labels)
+                metric = self._metrics.get(family.name)
+                if metric is None:
+                    if family.type == "counter":
+                        metric = Counter(family.name, family.documentation, labels, registry=None)
+                    else:
+                        metric = Gauge(family.name, family.documentation, labels, registry=None, multiprocess_mode=_GAUGE_MODES.get(family.name, "livesum"))  # type: ignore[arg-type]
+                    self._metrics[family.name] = metric
+                child = metric.labels(*sample.labels.values()) if labels else metric
+                if isinstance(child, Gauge):
+                    child.set(sample.value)
+                    continue
+                key = (family.name, tuple(sample.labels.values()))
+                grown = sample.value - self._copied.get(key, 0.0)
+                if grown > 0:  # never below: the figures only grow
+                    child.inc(grown)
+                    self._copied[key] = sample.value
+
+    def render(self) -> bytes:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.publish()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.directory)
+        return generate_latest(registry)
+
+    async def run(self) -> None:
+        while True:
+            self.publish()
+            await trio.sleep(self.interval_s)
 
 
 @attrs.define(eq=False)  # registered by identity

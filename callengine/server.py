@@ -46,6 +46,7 @@ from .call.transport import Transport, TransportClosed, aclose_quietly
 from .call.handshake import PlainRequest, read_request
 from .call.websocket import HandshakeFailed, UpgradeRequest
 from .errors import CloseCode, UnsupportedCommand
+from .listen import open_listeners
 from .limits import BUSY_RESPONSE, HandshakeGate, RateLimitedLog, accept_loop, default_max_pending_handshakes
 from .loopwatch import run_loop_watchdog
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics, run_loop_lag_probe
@@ -103,6 +104,12 @@ class ServerConfig:
     (:func:`callengine.control.from_env`); without them, or with this off, a hang-up closes
     the socket. ``provider_controls``: provider -> a :class:`callengine.control.ProviderControl`
     to use instead of the environment's (e.g. pointed at a test server).
+    ``reuse_port``: bind with ``SO_REUSEPORT``, so that several processes share the port;
+    ``listen_fds``: listen on these inherited, already listening sockets instead of binding;
+    ``metrics_dir``: a prometheus-client multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``
+    must name it before prometheus_client is imported): ``/metrics`` then reports the totals
+    of every process writing there. The three are how ``callengine serve --workers N`` runs
+    its workers (:mod:`callengine.workers`).
     The call config's pacing is checked for the forced provider, or every provider.
     """
 
@@ -125,6 +132,9 @@ class ServerConfig:
     call: CallConfig = attrs.field(factory=CallConfig)
     provider_api: bool = True
     provider_controls: Mapping[str, Any] = attrs.field(factory=FrozenDict, converter=FrozenDict, hash=False)
+    reuse_port: bool = False
+    listen_fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    metrics_dir: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.provider is not None and self.provider not in CODECS:
@@ -281,7 +291,7 @@ class CallServer:
         cfg = self.config
         for vad in sorted({c.vad for c in cfg.call_configs()}):
             await _prewarm_vad(vad)
-        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        listeners = await open_listeners(cfg.host, cfg.port, reuse_port=cfg.reuse_port, fds=cfg.listen_fds)
         self._listeners = listeners
         self.port = listeners[0].socket.getsockname()[1]
         scheme = "wss" if self._ssl_context else "ws"
@@ -295,6 +305,8 @@ class CallServer:
                 if cfg.loop_watchdog_s:
                     outer.start_soon(run_loop_watchdog, cfg.loop_watchdog_s, self.counters)
                 outer.start_soon(run_loop_lag_probe, self.metrics)
+                if self.metrics.shared is not None:
+                    outer.start_soon(self.metrics.shared.run)
                 try:
                     async with trio.open_nursery() as calls:
                         self._calls_scope = calls.cancel_scope
@@ -322,6 +334,8 @@ class CallServer:
                         await listener.aclose()
                     except Exception:
                         pass
+            if self.metrics.shared is not None:
+                self.metrics.shared.publish()  # the last calls' figures, for the other workers
             log.info("callengine stopped: %s", json.dumps(self.statistics()))
 
     async def drain(self, grace_s: float | None = None) -> list[StuckAgent]:
