@@ -38,8 +38,12 @@ AudioInput = Union[bytes, bytearray, memoryview, "NDArray[Any]"]
 class _Port(Protocol):
     cleanup_grace_s: float
     barge_in: bool
-    barge_in_mode: str
     listening: bool
+
+    @property
+    def barge_in_mode(self) -> str: ...
+    @barge_in_mode.setter
+    def barge_in_mode(self, mode: str) -> None: ...
 
     @property
     def ended(self) -> bool: ...

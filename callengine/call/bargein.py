@@ -144,7 +144,8 @@ class Analyzer:
     def _follow(self) -> None:
         """The episode's resolution by the caller's speech, posted once."""
         control = self._control
-        if control.active != self._episode:
+        episode = self._episode
+        if episode is None or control.active != episode:
             # resolved by the agent (or the call is over): the rest of this segment is judged
             self._episode = None
             self._segment_done = True
@@ -158,11 +159,11 @@ class Analyzer:
         speech = (self._last_speech - self._run_start) / rate
         control.speech_s = speech
         if speech >= self.backchannel_max_s - _EPS:
-            control.resolve_by_caller(self._episode, "cut", speech)
+            control.resolve_by_caller(episode, "cut", speech)
             self._episode = None
             self._segment_done = True
         elif (segmenter.position - self._last_speech) / rate >= self.resume_s - _EPS:
-            control.resolve_by_caller(self._episode, "resume", speech)
+            control.resolve_by_caller(episode, "resume", speech)
             self._episode = None
             self._run_start = None  # more speech in this segment counts afresh
             self._rearm_at = self._last_speech

@@ -156,7 +156,7 @@ class AgentPort:
 
     @property
     def paused(self) -> bool:
-        return self._control is not None and self._control.paused
+        return self._control is not None and self._control.paused and self._playout.paused
 
     async def resolve_pause(self, kind: str) -> tuple[bool, list[PlaybackResult]]:
         """Resolve the pause in progress: "resume" or "cut". (applied, interrupted results)."""

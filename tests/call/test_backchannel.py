@@ -31,7 +31,7 @@ from callengine.protocols.jsonevents import ENCODINGS
 from callengine.protocols.registry import CODECS
 from callengine.testing.harness import open_simulated_call
 
-from .speech_clips import RATE, Clip, backchannel, interruption, prompt
+from .speech_clips import RATE, Clip, backchannel, interruption, prompt, recording
 
 PROVIDERS = list(CODECS)
 MIN_SPEECH_S = 0.2
@@ -318,6 +318,47 @@ async def test_the_call_ending_during_a_pause_settles_at_the_position_heard(auto
     assert pb.result is not None and pb.result.interrupted
     assert pb.result.played_ms == pytest.approx(1000 * heard.duration, abs=1e-3)
     assert sim.report.end_cause == "provider_stop"
+
+
+@pytest.mark.parametrize("provider", ["awaaz", "knowlarity", "twilio"])
+async def test_speech_going_on_after_a_backchannel_pauses_again_and_is_cut(autojump_clock, provider):
+    """"haan" - 200 ms - "no, I want...": with a resume after 100 ms of quiet (shorter than
+    the VAD's 300 ms hang-over, so still one speech segment) the bot resumes after "haan",
+    pauses again 200 ms into the phrase and is cut 800 ms into it."""
+    haan, phrase = backchannel(*HAAN), interruption(*PHRASE)
+    gap = recording("vm-tmpexists.wav")[int(1.95 * RATE) : int(2.05 * RATE)]  # room tone; then the phrase's 0.1 s of it
+    said = Clip("haan+phrase", np.concatenate([haan.samples, gap, phrase.samples]), haan.onset_s, "interruption")
+    run = await over_prompt(provider, said, at=0.6, config=CallConfig(barge_in_mode="pause", backchannel_resume_ms=100))
+    phrase_onset = run.onset - haan.onset_s + len(haan.samples) / RATE + len(gap) / RATE + phrase.onset_s  # call time
+    [(resumed_at, bc)] = run.of(Backchannel)
+    [(barged_at, barge)] = run.of(BargeIn)
+    assert [type(e) for _, e in run.of((SpeechStarted, SpeechEnded))] == [SpeechStarted]  # one segment, to the cut
+    first_pause, second_pause = run.clears
+    assert resumed_at < phrase_onset < second_pause <= phrase_onset + MIN_SPEECH_S + 0.06
+    assert BACKCHANNEL_MAX_S - 0.03 <= barged_at - phrase_onset <= BACKCHANNEL_MAX_S + 0.06
+    first, second = run.sim.provider.heard
+    assert second.end == pytest.approx(second_pause, abs=SAMPLE)
+    heard = run.heard_pcm()
+    np.testing.assert_array_equal(heard, run.expected()[: len(heard)])
+    [result] = run.results
+    assert barge.interrupted == (result,) and result.played_ms == pytest.approx(1000 * (first.duration + second.duration), abs=1e-3)
+    assert (run.sim.report.stats.pauses, run.sim.report.stats.backchannels, run.sim.report.stats.barge_ins) == (2, 1, 1)
+
+
+async def test_the_agent_clearing_during_a_pause_ends_it(autojump_clock):
+    cleared = []
+
+    async def clear(call):
+        cleared.append(await call.clear())
+        assert not call.paused and not await call.resume()
+
+    run = await over_prompt("twilio", backchannel(*HAAN), at=1.0, agent_hook=lambda c, e: _when_paused(c, e, clear))
+    assert run.of(Backchannel) == [] and run.of(BargeIn) == []
+    [[result]] = cleared
+    [heard] = run.sim.provider.heard
+    assert result.interrupted and result.played_ms == pytest.approx(1000 * heard.duration, abs=1e-3)
+    assert len(run.clears) == 1  # the pause's: nothing was sent since
+    assert [e.name for _, e in run.of(MarkCleared)] == ["end"]
 
 
 async def test_speech_while_the_bot_is_silent_does_not_pause(autojump_clock):
