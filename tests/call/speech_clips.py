@@ -1,11 +1,14 @@
 """Short responses and interruptions cut out of the shipped recordings (tests/data).
 
 The recordings are real recorded prompts (see tests/data/README.md for their source and
-licence). A *backchannel* here is a short cut from a word onset (0.3-0.7 s after 0.1 s of
-the recording's room tone, faded out over 10 ms so the cut does not click), which the engine's energy VAD hears as 0.2-0.7 s of
-speech, as long as a "haan", "hmm" or "ok". An *interruption* is a whole phrase of a
-recording (1.2-4.9 s of speech). Both are used by tests/call/test_backchannel.py and
-scripts/bench_backchannel.py.
+licence). A *backchannel* here is a short cut from a word onset (0.3-0.7 s, faded out over
+10 ms so the cut does not click), as long as a "haan", "hmm" or "ok". An *interruption* is
+a whole phrase of a recording (1.2-4.9 s). Both are used by tests/call/test_backchannel.py
+and scripts/bench_backchannel.py, said on a line with noise (``LINE_NOISE_DBFS``, the
+simulated provider's ``noise_dbfs``): as on a real line, the energy VAD's floor is the
+line's noise, and it hears each clip from its first loud 10 ms window to its end. (Said
+into digital silence, the same cuts are heard up to 280 ms late, and a recording's own
+room tone before a word as speech.)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from callengine.audio.wav import read_wav
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 RATE = 8000
+LINE_NOISE_DBFS = -60.0  # a quiet phone line
 
 #: word onsets (s) in each recording: the start of each stretch of speech after a pause of
 #: 100 ms or more, by 10 ms windows above -40 dBFS
@@ -67,12 +71,9 @@ def onset_of(x: np.ndarray, rate: int = RATE) -> float:
     raise ValueError("no speech in the clip")
 
 
-def cut(name: str, start: float, seconds: float, fade_ms: float = 10.0, pre_s: float = 0.1) -> np.ndarray:
-    """``seconds`` of ``name`` from ``start``, after ``pre_s`` of the recording before it (its
-    room tone: a detector adapts to it as to a caller's line; cut from digital silence
-    straight into a word, the energy VAD hears some words up to 280 ms late)."""
-    begin = max(0.0, start - pre_s)
-    x = recording(name)[int(round(begin * RATE)) : int(round((start + seconds) * RATE))].astype(np.float64)
+def cut(name: str, start: float, seconds: float, fade_ms: float = 10.0) -> np.ndarray:
+    """``seconds`` of ``name`` from ``start``, the last ``fade_ms`` faded out."""
+    x = recording(name)[int(round(start * RATE)) : int(round((start + seconds) * RATE))].astype(np.float64)
     n = int(fade_ms * RATE / 1000)
     x[-n:] *= np.linspace(1.0, 0.0, n)
     return np.rint(x).astype(np.int16)

@@ -31,14 +31,14 @@ from callengine.protocols.jsonevents import ENCODINGS
 from callengine.protocols.registry import CODECS
 from callengine.testing.harness import open_simulated_call
 
-from .speech_clips import RATE, Clip, backchannel, interruption, prompt, recording
+from .speech_clips import LINE_NOISE_DBFS, RATE, Clip, backchannel, interruption, prompt
 
 PROVIDERS = list(CODECS)
 MIN_SPEECH_S = 0.2
 BACKCHANNEL_MAX_S = 0.8
 PAUSE = CallConfig(barge_in_mode="pause")
 PLAY_AT = 0.0073  # the bot starts off the 20 ms frame grid, so pauses fall mid-frame
-HAAN = ("vm-tmpexists.wav", 2.11, 0.5)  # 0.48 s of speech to the energy VAD
+HAAN = ("vm-tmpexists.wav", 2.11, 0.5)  # 0.5 s of speech to the energy VAD
 PHRASE = ("vm-tmpexists.wav", 0.19, 1.94)  # 1.7 s
 SAMPLE = 1.5 / 8000  # the simulated provider cuts what it plays at a sample
 
@@ -93,6 +93,7 @@ async def over_prompt(provider: str, clip: Clip | None, at: float, config: CallC
                     break
             results.append(await pb.wait())
 
+    provider_options.setdefault("noise_dbfs", LINE_NOISE_DBFS)
     async with open_simulated_call(agent, provider, config, **provider_options) as sim:
         t0 = sim.provider.t0
         onset = 0.0
@@ -244,10 +245,10 @@ async def test_a_mark_behind_the_paused_audio(autojump_clock, provider, clip):
             results.extend([await a.wait(), await b.wait()])
 
     said = backchannel(*HAAN) if clip == "haan" else interruption(*PHRASE)
-    async with open_simulated_call(agent, provider, PAUSE, echo_marks_on_clear=True) as sim:
-        # the pause comes about 0.96 s in (the clip's word starts 0.1 s into it): "m" is placed (sent 0.91 s in, 0.61 s on
+    async with open_simulated_call(agent, provider, PAUSE, echo_marks_on_clear=True, noise_dbfs=LINE_NOISE_DBFS) as sim:
+        # the pause comes about 0.96 s in: "m" is placed (sent 0.91 s in, 0.61 s on
         # Knowlarity with its 400 ms lead), "a" still playing until 1.0073 s
-        await trio.sleep_until(sim.provider.t0 + 0.66)
+        await trio.sleep_until(sim.provider.t0 + 0.76)
         sim.provider.say(said.samples, RATE)
     t0 = sim.provider.t0
     [cleared_at] = [t for t, c in sim.provider.received if isinstance(c, Clear)]
@@ -305,7 +306,7 @@ async def test_the_call_ending_during_a_pause_settles_at_the_position_heard(auto
         playbacks.append(await call.play(prompt(RATE), sample_rate=RATE))
         await trio.sleep_forever()
 
-    async with open_simulated_call(agent, provider, PAUSE) as sim:
+    async with open_simulated_call(agent, provider, PAUSE, noise_dbfs=LINE_NOISE_DBFS) as sim:
         await trio.sleep_until(sim.provider.t0 + 1.0)
         sim.provider.say(interruption(*PHRASE).samples, RATE)
         with trio.fail_after(1.0):
@@ -326,7 +327,7 @@ async def test_speech_going_on_after_a_backchannel_pauses_again_and_is_cut(autoj
     the VAD's 300 ms hang-over, so still one speech segment) the bot resumes after "haan",
     pauses again 200 ms into the phrase and is cut 800 ms into it."""
     haan, phrase = backchannel(*HAAN), interruption(*PHRASE)
-    gap = recording("vm-tmpexists.wav")[int(1.95 * RATE) : int(2.05 * RATE)]  # room tone; then the phrase's 0.1 s of it
+    gap = np.zeros(int(0.2 * RATE), dtype=np.int16)
     said = Clip("haan+phrase", np.concatenate([haan.samples, gap, phrase.samples]), haan.onset_s, "interruption")
     run = await over_prompt(provider, said, at=0.6, config=CallConfig(barge_in_mode="pause", backchannel_resume_ms=100))
     phrase_onset = run.onset - haan.onset_s + len(haan.samples) / RATE + len(gap) / RATE + phrase.onset_s  # call time
@@ -372,7 +373,7 @@ async def test_speech_while_the_bot_is_silent_does_not_pause(autojump_clock):
                 if isinstance(ev, SpeechEnded):
                     break
 
-    async with open_simulated_call(agent, "awaaz", PAUSE) as sim:
+    async with open_simulated_call(agent, "awaaz", PAUSE, noise_dbfs=LINE_NOISE_DBFS) as sim:
         await trio.sleep(0.5)
         sim.provider.say(backchannel(*HAAN).samples, RATE)
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
@@ -399,7 +400,7 @@ async def test_the_agent_switches_the_mode_per_call(autojump_clock):
                     break
             assert not (await pb.wait()).interrupted
 
-    async with open_simulated_call(agent, "awaaz") as sim:
+    async with open_simulated_call(agent, "awaaz", noise_dbfs=LINE_NOISE_DBFS) as sim:
         await trio.sleep(1.0)
         sim.provider.say(backchannel(*HAAN).samples, RATE)
     assert modes == ["cut", "pause", "backchannel"]
