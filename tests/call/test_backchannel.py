@@ -5,6 +5,8 @@ time."""
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ import trio
 from callengine.audio.resample import resample
 from callengine.call.bargein import BargeInControl
 from callengine.call.config import CallConfig
-from callengine.call.inbox import Inbox
 from callengine.call.causes import Counters
+from callengine.call.inbox import Inbox
+from callengine.call.ledger import MarkPoint, MarkState, PlaybackAudio
 from callengine.call.writer import PlayoutRequest
 from callengine.events import (
     Backchannel,
@@ -459,3 +462,126 @@ def test_pause_settings_from_the_command_line():
     (route,) = config.routes
     routed = config.call_for("twilio", route)
     assert (routed.barge_in_mode, routed.backchannel_max_ms, routed.backchannel_resume_ms) == ("cut", 700.0, 250.0)
+
+
+# --- the plan on its own: pause, rewind, resume (pure, synchronous) ------------------------
+
+
+def _heard(sent: list[tuple[float, bytes]], cuts: list[float], rate: int) -> bytes:
+    """What a provider that plays chunks in order, and drops its queue at each of ``cuts``,
+    plays: every chunk from when the previous one ends, cut at the sample a clear comes."""
+    out = bytearray()
+    play_end = -math.inf
+    pending: list[tuple[float, bytes]] = []  # (start, pcm) queued, not yet known to be heard
+    events = sorted([(t, 0, b) for t, b in sent] + [(t, 1, b"") for t in cuts], key=lambda e: (e[0], -e[1]))
+    for t, kind, pcm in events:
+        if kind == 1:  # a clear at t
+            for start, chunk in pending:
+                n = max(0, min(len(chunk) // 2, int(round((t - start) * rate))))
+                out += chunk[: 2 * n]
+            pending = []
+            play_end = min(play_end, t)
+            continue
+        start = max(t, play_end)
+        pending.append((start, pcm))
+        play_end = start + len(pcm) / (2 * rate)
+    for _, chunk in pending:
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("frame_s", [0.0, 0.02])
+@pytest.mark.parametrize("pause_at", [0.3331, 0.8, 1.1117])
+def test_the_plan_takes_back_the_unplayed_audio_and_sends_it_on_from_the_sample_heard(frame_s, pause_at):
+    from .test_playout_plan import plan, ramp, run
+
+    rate = 8000
+    p = plan(0.02, 0.1, frame_s=frame_s)
+    a_pcm, b_pcm = ramp(1.0037), ramp(0.5)
+    a = PlaybackAudio(rate, p.bytes_per_chunk(rate), p.frame_bytes(rate))
+    a.feed(a_pcm, 0.0)
+    a.finish()
+    p.add(a)
+    m = MarkPoint("m")
+    p.add(m)
+    b = PlaybackAudio(rate, p.bytes_per_chunk(rate), p.frame_bytes(rate))
+    b.feed(b_pcm, 0.0)
+    b.finish()
+    p.add(b)
+    sent = [(t, s.pcm) for t, s in run(p, 0.0037, pause_at)]
+    assert p.pause(pause_at) is True and p.pause(pause_at) is False  # a pause is one clear
+    assert run(p, pause_at, pause_at + 0.5) == []  # nothing goes out while paused
+    heard_at_pause = a.played_seconds(pause_at) + b.played_seconds(pause_at)
+    assert p.resume(pause_at + 0.5) and not p.resume(pause_at + 0.5)
+    resent = run(p, pause_at + 0.5, 10.0)
+    if frame_s:
+        assert all(len(s.pcm) % p.frame_bytes(rate) == 0 for _, s in resent)  # whole frames only
+    heard = _heard(sent + [(t, s.pcm) for t, s in resent], [pause_at], rate)
+    samples = np.frombuffer(heard, dtype="<i2")
+    # the ramp has no zero sample: the zeros are the padding of each playback's last frame
+    np.testing.assert_array_equal(samples[samples != 0], np.frombuffer(a_pcm + b_pcm, dtype="<i2"))
+    assert a.result is not None and b.result is not None and m.state is MarkState.REACHED
+    assert not a.result.interrupted and not b.result.interrupted
+    assert (a.result.played_ms, b.result.played_ms) == (pytest.approx(len(a_pcm) / 16), pytest.approx(len(b_pcm) / 16))
+    # played_ms at the pause: exactly the agent's samples the provider had played (no padding)
+    before = np.frombuffer(_heard(sent, [pause_at], rate), dtype="<i2")
+    assert heard_at_pause == pytest.approx(np.count_nonzero(before) / rate, abs=1e-9)
+    assert p.ledger.underruns == 0
+
+
+def test_the_plan_cut_after_a_pause_settles_at_the_position_heard_and_sends_no_second_clear():
+    from .test_playout_plan import plan, ramp, run
+
+    rate = 8000
+    p = plan(0.02, 0.1, frame_s=0.02)
+    a = PlaybackAudio(rate, p.bytes_per_chunk(rate), p.frame_bytes(rate))
+    a.feed(ramp(1.0), 0.0)
+    a.finish()
+    p.add(a)
+    p.add(m := MarkPoint("after"))
+    run(p, 0.0, 0.4567)
+    assert p.pause(0.4567)
+    interrupted, tell_provider = p.clear(1.2)
+    assert not tell_provider and p.counters.clears == 1 and p.counters.pauses == 1
+    assert [r.played_ms for r in interrupted] == [pytest.approx(456.75)]  # to the sample
+    assert m.state is MarkState.CLEARED and not p.paused
+
+
+@pytest.mark.parametrize("provider", ["awaaz", "knowlarity", "twilio"])
+async def test_a_streaming_playback_goes_on_being_written_through_a_pause(autojump_clock, provider):
+    """TTS writing in real time while the bot is paused: what it writes waits behind the kept
+    audio, and the caller hears it all, in order, once the bot resumes."""
+    from callengine.protocols.base import Role
+    from callengine.protocols.registry import create_codec
+
+    rate = create_codec(provider, Role.ENGINE).outbound_rate
+    text = prompt(RATE) if rate == RATE else resample(prompt(RATE), RATE, rate)
+    piece = rate // 10
+    events = []
+    results = []
+
+    async def agent(call):
+        async with call.open_playback(sample_rate=rate) as pb:
+            for i in range(0, len(text), piece):
+                await pb.write(text[i : i + piece])
+                await trio.sleep(0.1)
+        with trio.fail_after(20):
+            async for ev in call:
+                if isinstance(ev, Backchannel):
+                    events.append(ev)
+                    break
+            results.append(await pb.wait())
+
+    async with open_simulated_call(agent, provider, PAUSE, noise_dbfs=LINE_NOISE_DBFS) as sim:
+        await trio.sleep_until(sim.provider.t0 + 1.0)
+        sim.provider.say(backchannel(*HAAN).samples, RATE)
+    assert len(events) == 1 and len(sim.provider.clears) == 1
+    [result] = results
+    assert not result.interrupted and result.played_ms == pytest.approx(1000 * len(text) / rate)
+    encoding = getattr(sim.session.codec, "encoding", "pcm16")
+    decode, encode, _ = ENCODINGS[encoding]
+    expected = np.frombuffer(decode(encode(text.tobytes())), dtype="<i2")
+    heard = np.concatenate([np.frombuffer(s.pcm, dtype="<i2") for s in sim.provider.heard])
+    # silence the engine pads a short chunk with (the writer ran ahead of the TTS) aside,
+    # the caller heard every sample once, in order
+    np.testing.assert_array_equal(heard[heard != 0], expected[expected != 0])
