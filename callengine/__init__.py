@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .events import SpeechStarted as SpeechStarted
     from .events import SpeechEnded as SpeechEnded
     from .events import BargeIn as BargeIn
+    from .events import Backchannel as Backchannel
     from .events import MarkReached as MarkReached
     from .events import MarkCleared as MarkCleared
     from .events import PlaybackResult as PlaybackResult
@@ -101,6 +102,7 @@ _LAZY = {
     "SpeechStarted": "events",
     "SpeechEnded": "events",
     "BargeIn": "events",
+    "Backchannel": "events",
     "MarkReached": "events",
     "MarkCleared": "events",
     "PlaybackResult": "events",
@@ -139,6 +141,7 @@ __all__ = [
     "SpeechStarted",
     "SpeechEnded",
     "BargeIn",
+    "Backchannel",
     "MarkReached",
     "MarkCleared",
     # running calls

@@ -203,6 +203,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--barge-in", dest="barge_in", action="store_true", default=True, help="stop playback when the caller talks (default)")
     p.add_argument("--no-barge-in", dest="barge_in", action="store_false", help="never stop playback for the caller's speech")
     p.add_argument("--min-speech-ms", type=float, default=200.0, help="speech needed before a barge-in (default 200)")
+    p.add_argument("--barge-in-mode", choices=["cut", "pause"], default="cut", help="cut: clear playback at once on speech over the bot (default); pause: hold it, resume from the position heard after a backchannel (haan, hmm), cut after an interruption")
+    p.add_argument("--backchannel-max-ms", type=float, default=800.0, help="with --barge-in-mode pause: speech this long is an interruption, shorter a backchannel (default 800)")
+    p.add_argument("--backchannel-resume-ms", type=float, default=300.0, help="with --barge-in-mode pause: quiet after a backchannel before the bot resumes (default 300)")
     p.add_argument("--vad", choices=["energy", "webrtc", "silero"], default="energy", help="voice activity detector (default energy)")
     p.add_argument("--inband-dtmf", choices=["auto", "on", "off"], default="auto", help="detect key tones in the caller's audio (auto: where the provider sends no DTMF events, i.e. Knowlarity)")
     p.add_argument("--agent-rate", type=int, default=16000, help="sample rate of the agent's audio (default 16000)")
@@ -249,6 +252,9 @@ def server_config_from_args(args: argparse.Namespace):
         chunk_ms=args.chunk_ms,
         barge_in=args.barge_in,
         min_speech_ms=args.min_speech_ms,
+        barge_in_mode=args.barge_in_mode,
+        backchannel_max_ms=args.backchannel_max_ms,
+        backchannel_resume_ms=args.backchannel_resume_ms,
         vad=args.vad,
         idle_timeout_s=args.idle_timeout,
         cleanup_grace_s=args.cleanup_grace,

@@ -45,6 +45,7 @@ __all__ = [
     "SpeechEnded",
     "PlaybackResult",
     "BargeIn",
+    "Backchannel",
     "MarkReached",
     "MarkCleared",
     "DTMF_DIGITS",
@@ -404,6 +405,22 @@ class BargeIn(AgentEvent):
 
     speech_started_at: float
     interrupted: tuple[PlaybackResult, ...] = ()
+
+
+@attrs.frozen
+class Backchannel(AgentEvent):
+    """The caller spoke briefly over the bot ("haan", "hmm", "ok") and playback went on.
+
+    Only with ``barge_in_mode="pause"``: the engine paused the bot when the speech began
+    and, since it ended within ``backchannel_max_ms`` (or the agent called
+    ``call.resume()``), resumed it from exactly where the caller stopped hearing it.
+    ``speech_started_at`` is the onset in stream time (as in :class:`BargeIn`),
+    ``duration`` the seconds of speech, ``paused`` the seconds the bot was silent.
+    """
+
+    speech_started_at: float
+    duration: float
+    paused: float
 
 
 @attrs.frozen

@@ -53,6 +53,7 @@ _CALL_COUNTERS = {
     "callengine_underruns_total": ("underruns", "Gaps at the provider that were the engine's fault."),
     "callengine_starved_total": ("starved", "Gaps at the provider because a streaming playback's audio came late."),
     "callengine_barge_ins_total": ("barge_ins", "Barge-ins (the caller talked over the bot)."),
+    "callengine_backchannels_total": ("backchannels", "Short speech over the bot that paused it and was resumed (barge_in_mode=pause)."),
     "callengine_clears_total": ("clears", "Playback clears."),
     "callengine_marks_total": ("marks", "Marks placed."),
     "callengine_mark_echoes_total": ("mark_echoes", "Marks reached on the provider's echo."),

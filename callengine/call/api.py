@@ -41,6 +41,11 @@ class _Port(Protocol):
     listening: bool
 
     @property
+    def barge_in_mode(self) -> str: ...
+    @barge_in_mode.setter
+    def barge_in_mode(self, mode: str) -> None: ...
+
+    @property
     def ended(self) -> bool: ...
     @property
     def end_cause(self) -> EndCause | None: ...
@@ -51,6 +56,9 @@ class _Port(Protocol):
     def enqueue_mark(self, name: str) -> MarkHandle: ...
     async def request_clear(self, reason: str) -> list[PlaybackResult]: ...
     async def request_control(self, kind: ControlKind, target: str = "default") -> None: ...
+    async def resolve_pause(self, kind: str) -> tuple[bool, list[PlaybackResult]]: ...
+    @property
+    def paused(self) -> bool: ...
     def bot_audible(self) -> bool: ...
     def statistics(self) -> CallStatistics: ...
 
@@ -113,7 +121,8 @@ class Call:
 
     async def receive(self) -> Event:
         """Wait for the next event: CallerAudio (at ``info.sample_rate``), Dtmf, SpeechStarted,
-        SpeechEnded, BargeIn, MarkReached, MarkCleared. Raises CallEnded after the end."""
+        SpeechEnded, BargeIn, Backchannel, MarkReached, MarkCleared. Raises CallEnded after
+        the end."""
         try:
             return await self._port.next_event()
         except trio.EndOfChannel:
@@ -194,6 +203,40 @@ class Call:
     @barge_in.setter
     def barge_in(self, value: bool) -> None:
         self._port.barge_in = bool(value)
+
+    @property
+    def barge_in_mode(self) -> str:
+        """How the caller's speech over the bot is handled (settable per call): "cut" clears
+        playback at once (a ``BargeIn``); "pause" holds it, then resumes from the position
+        heard if the speech was a backchannel (a ``Backchannel``, shorter than
+        ``CallConfig.backchannel_max_ms``) or cuts it as an interruption (a ``BargeIn``).
+        Raises ValueError for another value."""
+        return self._port.barge_in_mode
+
+    @barge_in_mode.setter
+    def barge_in_mode(self, value: str) -> None:
+        self._port.barge_in_mode = value
+
+    @property
+    def paused(self) -> bool:
+        """True while playback is paused for speech over the bot ("pause" mode), until the
+        engine or :meth:`resume` / :meth:`confirm_barge_in` resolves it."""
+        return self._port.paused
+
+    async def resume(self) -> bool:
+        """Resolve the pause in progress as a backchannel now (e.g. your ASR heard "haan"):
+        playback resumes from the position heard and a ``Backchannel`` event follows.
+        Returns False when there is no pause to resolve."""
+        applied, _ = await self._port.resolve_pause("resume")
+        return applied
+
+    async def confirm_barge_in(self) -> list[PlaybackResult]:
+        """Resolve the pause in progress as an interruption now (e.g. your ASR heard words
+        that are not a backchannel), without waiting for ``backchannel_max_ms``: the audio
+        held back is dropped and a ``BargeIn`` follows. Returns the interrupted playbacks'
+        results (played_ms: what was heard before the pause); [] when there is no pause."""
+        _, results = await self._port.resolve_pause("cut")
+        return results
 
     @property
     def bot_audible(self) -> bool:

@@ -47,6 +47,7 @@ class Counters:
     frames_out: int = 0
     audio_in_s: float = 0.0
     barge_ins: int = 0
+    backchannels: int = 0
     dtmf: int = 0
     speech_segments: int = 0
     unknown_messages: int = 0
@@ -67,8 +68,10 @@ class CallStatistics:
     audio, or was hanging up); ``events_dropped``: other agent events dropped over their
     bound (the oldest marks first); ``underruns``: gaps at the provider that were the engine's
     fault; ``starved``: gaps because a streaming playback's audio came late;
-    ``max_queued_ms``: the most audio queued at the provider; ``barge_ins``, ``clears``,
-    ``marks``, ``mark_echoes``, ``mark_fallbacks`` (marks reached by the deadline, no echo),
+    ``max_queued_ms``: the most audio queued at the provider; ``barge_ins``;
+    ``backchannels`` and ``pauses`` (``barge_in_mode="pause"``: speech over the bot that
+    paused it, and of those the ones resumed as backchannels); ``clears``, ``marks``,
+    ``mark_echoes``, ``mark_fallbacks`` (marks reached by the deadline, no echo),
     ``dtmf``, ``speech_segments``; ``unknown_messages``: well-formed messages the engine does
     not know; ``control_messages``: messages that carried no audio (DTMF, marks, unknown,
     pings); ``control_dropped``: of those, ignored over the per-call rate limit;
@@ -87,7 +90,9 @@ class CallStatistics:
     starved: int = 0
     max_queued_ms: float = 0.0
     barge_ins: int = 0
+    backchannels: int = 0
     clears: int = 0
+    pauses: int = 0
     marks: int = 0
     mark_echoes: int = 0
     mark_fallbacks: int = 0

@@ -10,7 +10,7 @@ import attrs
 if TYPE_CHECKING:
     from ..protocols.base import Capabilities
 
-__all__ = ["CallConfig", "Pacing", "CALL_SETTINGS"]
+__all__ = ["CallConfig", "Pacing", "CALL_SETTINGS", "BARGE_IN_MODES"]
 
 
 def _positive_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: float | None) -> None:
@@ -21,6 +21,15 @@ def _positive_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: f
 def _positive(instance: Any, attribute: "attrs.Attribute[Any]", value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _barge_in_mode(instance: Any, attribute: "attrs.Attribute[Any]", value: str) -> None:
+    if value not in BARGE_IN_MODES:
+        raise ValueError(f"{attribute.name} must be one of {', '.join(BARGE_IN_MODES)}, got {value!r}")
+
+
+#: ``CallConfig.barge_in_mode`` values (``call.barge_in_mode``)
+BARGE_IN_MODES = ("cut", "pause")
 
 
 @attrs.frozen
@@ -47,6 +56,15 @@ class CallConfig:
     Barge-in:
       ``barge_in``: clear playback when the caller talks over the bot (the agent can change
       it per call with ``call.barge_in``). ``min_speech_ms``: speech needed before it counts.
+      ``barge_in_mode``: "cut" (clear at once: any speech of ``min_speech_ms`` is an
+      interruption) or "pause" (backchannel-aware: pause, keeping the audio, then resume
+      from the position heard if the speech stops within ``backchannel_max_ms``, else cut);
+      the agent can change it per call with ``call.barge_in_mode``.
+      ``backchannel_max_ms``: in "pause", speech that lasts this long is an interruption
+      (800: "haan", "hmm", "ok" last 0.3-0.7 s, plus what the VAD adds at its edges).
+      ``backchannel_resume_ms``: in "pause", quiet after the speech before the bot resumes
+      (300: the VAD's own hang-over, so a resume comes with SpeechEnded and a caller who
+      goes on after a breath is not talked over).
       ``vad``: "energy" (default, numpy only), "webrtc" or "silero" (optional extras).
     DTMF:
       ``inband_dtmf``: detect key tones in the caller's audio; None means on exactly where the
@@ -79,6 +97,9 @@ class CallConfig:
     chunk_ms: float | None = attrs.field(default=None, validator=_positive_or_none)
     barge_in: bool = True
     min_speech_ms: float = 200.0
+    barge_in_mode: str = attrs.field(default="cut", validator=_barge_in_mode)
+    backchannel_max_ms: float = attrs.field(default=800.0, validator=_positive)
+    backchannel_resume_ms: float = attrs.field(default=300.0, validator=_positive)
     vad: str = "energy"
     inband_dtmf: bool | None = None
     inbound_queue_ms: float = 2000.0
@@ -96,6 +117,18 @@ class CallConfig:
     def __attrs_post_init__(self) -> None:
         if self.lead_ms is not None and self.chunk_ms is not None and self.lead_ms < self.chunk_ms:
             raise ValueError(_lead_below_chunk(self.lead_ms, self.chunk_ms, ""))
+        if self.barge_in_mode == "pause" and self.backchannel_max_ms <= self.min_speech_ms:
+            raise ValueError(
+                f"backchannel_max_ms ({self.backchannel_max_ms:g}) must be above min_speech_ms "
+                f"({self.min_speech_ms:g}) with barge_in_mode=pause: speech that pauses the bot is "
+                f"judged a backchannel only while it is shorter than backchannel_max_ms"
+            )
+
+    @property
+    def pause_max_s(self) -> float:
+        """The longest a pause can wait for the caller's speech to resolve it (then it is
+        cut): the longest backchannel, its quiet, and a second of slack."""
+        return (self.backchannel_max_ms + self.backchannel_resume_ms) / 1000 + 1.0
 
     def evolve(self, **changes: Any) -> "CallConfig":
         return attrs.evolve(self, **changes)

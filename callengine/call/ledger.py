@@ -52,6 +52,10 @@ class PlaybackAudio:
         self._pads: list[tuple[float, float]] = []  # (start, end) of each padding, in seconds of chunked audio
         self._unsent: deque[bytes] = deque()
         self._partial = bytearray()
+        # the chunks sent and not yet played, with when each ends at the provider: a pause
+        # takes back their unplayed part (:meth:`rewind`). At most the provider's lead.
+        self._sent: deque[tuple[float, bytes]] = deque()
+        self._sent_at = 0  # offset in the chunked audio (bytes) of the first of them
         self.open = True  # more audio may still be written (streaming playback)
         self.ready_at = 0.0  # when its latest audio reached the engine (for underrun blame)
         self.segments: list[tuple[float, float]] = []  # (start at provider, seconds)
@@ -129,9 +133,65 @@ class PlaybackAudio:
     def pop_chunk(self) -> bytes:
         return self._unsent.popleft()
 
+    def keep_sent(self, pcm: bytes, now: float, ends_at: float) -> None:
+        """``pcm``, a chunk just sent, plays until ``ends_at``: keep it until then (a pause
+        may take it back), and forget the kept chunks that have played by ``now``."""
+        sent = self._sent
+        while sent and sent[0][0] <= now + _EPS:
+            self._sent_at += len(sent.popleft()[1])
+        sent.append((ends_at, pcm))
+
+    def rewind(self, now: float) -> None:
+        """The provider dropped what it had not played by ``now`` (a pause's clear): take
+        that audio back, so that it goes out again from exactly the sample the caller heard
+        last. The segments end at ``now``; what follows is chunked again from there, into
+        whole chunks (whole frames, the provider's smallest message), a closed playback's
+        tail padded as :meth:`finish` pads it. Nothing is repeated and nothing skipped."""
+        rate = self.rate
+        played = sum(min(max(now - start, 0.0), dur) for start, dur in self.segments)
+        at = max(2 * int(round(played * rate)), self._sent_at)  # bytes of chunked audio heard
+        # the segments, cut at that sample: they then say exactly what was heard
+        heard = at / (2 * rate)
+        segments: list[tuple[float, float]] = []
+        total = 0.0
+        for start, dur in self.segments:
+            d = min(dur, heard - total)
+            if d <= _EPS:
+                break
+            segments.append((start, d))
+            total += d
+        if segments and segments[-1][0] + segments[-1][1] > now:
+            # rounded up to the sample: that sample was heard by ``now``
+            segments[-1] = (now - segments[-1][1], segments[-1][1])
+        self.segments = segments
+        self.sent_seconds = heard
+        rest = bytearray()
+        offset = self._sent_at
+        for _, pcm in self._sent:
+            end = offset + len(pcm)
+            if end > at:
+                rest += pcm[max(0, at - offset) :]
+            offset = end
+        for chunk in self._unsent:
+            rest += chunk
+        rest += self._partial
+        self._sent.clear()
+        self._unsent.clear()
+        self._sent_at = self._chunked_bytes = at
+        n = self._bytes_per_chunk
+        whole = len(rest) - len(rest) % n
+        for i in range(0, whole, n):
+            self._unsent.append(bytes(rest[i : i + n]))
+        self._chunked_bytes += whole
+        del rest[:whole]
+        self._partial = rest
+        if not self.open:
+            self.finish()
+
     def drop_unsent(self) -> None:
         self._unsent.clear()
         self._partial.clear()
+        self._sent.clear()
         self.open = False
 
     def played_seconds(self, now: float) -> float:
@@ -175,6 +235,7 @@ class PlaybackAudio:
             self._result = PlaybackResult(
                 interrupted=interrupted, played_ms=round(played_ms, 6), duration_ms=round(self.duration_ms, 6)
             )
+            self._sent.clear()
             self._on_settled()
         return self._result
 
@@ -194,6 +255,7 @@ class MarkPoint:
         self.due: float | None = None  # when the ledger says it is reached
         self.deadline: float | None = None  # when it is reached at the latest
         self.echo_expected = False
+        self.placed = False  # on the wire or the clock once (a pause may take it back)
 
     def settle(self, state: MarkState) -> bool:
         """Move out of PENDING (first call wins); True if this call did."""
@@ -288,3 +350,9 @@ class PlayoutLedger:
     def flush(self, now: float) -> None:
         """The provider dropped everything queued (clear)."""
         self.play_end = min(self.play_end, now)
+
+    def resume(self, now: float) -> None:
+        """Sending resumes after a pause: the silence since is the pause's, not an underrun
+        (the provider had nothing queued on purpose)."""
+        if self.play_end <= now + _EPS:
+            self.play_end = float("-inf")

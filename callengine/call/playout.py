@@ -8,7 +8,8 @@ records are in :mod:`.ledger`.
 hang-up or transfer: :meth:`Playout.next_action` says what to do now (send a chunk, send a
 mark, send the control, give up on the control) or until when to wait. It chunks audio
 (codecs get one chunk per command and do not re-chunk), keeps at most ``lead_s`` queued at
-the provider, settles playbacks and marks as their time comes, and applies a clear.
+the provider, settles playbacks and marks as their time comes, and applies a clear, or a
+pause (barge-in that may be a backchannel) and the resume or cut that resolves it.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class PlayoutCounters:
     mark_echoes: int = 0
     mark_fallbacks: int = 0
     clears: int = 0
+    pauses: int = 0
 
 
 class Playout:
@@ -129,6 +131,8 @@ class Playout:
         self.hangup_timeout_s = hangup_timeout_s
         self.counters = PlayoutCounters()
         self._on_mark = on_mark
+        # a pause holds back audio until it is resolved: resume() sends it, clear() drops it
+        self.paused = False
 
     def bytes_per_chunk(self, rate: int) -> int:
         return 2 * max(1, int(round(self.chunk_s * rate)))
@@ -159,6 +163,8 @@ class Playout:
                     if not head.segments:
                         head.settle(False, 0.0)  # an empty playback is done at once
                     continue
+                if self.paused and (head.has_unsent or head.has_partial):
+                    break  # held back until the pause is resolved
                 if head.has_unsent:
                     seconds = len(head.peek_chunk()) / (2 * head.rate)
                     if self.one_clip_in_flight:
@@ -170,6 +176,7 @@ class Playout:
                     if may:
                         chunk = head.pop_chunk()
                         ledger.record(head, now, seconds, ready_at=head.ready_at)
+                        head.keep_sent(chunk, now, ledger.play_end)
                         return SendChunk(head, chunk)
                     wake_at = min(wake_at, send_at)
                 elif head.has_partial and not self.one_clip_in_flight:
@@ -189,7 +196,9 @@ class Playout:
             if isinstance(head, MarkPoint):
                 outbox.popleft()
                 head.due = max(now, ledger.play_end)
-                self.counters.marks += 1
+                if not head.placed:  # placed again after a pause: counted once
+                    head.placed = True
+                    self.counters.marks += 1
                 ledger.marks.append(head)
                 if self.mark_echo:
                     head.echo_expected = True
@@ -269,9 +278,14 @@ class Playout:
     def clear(self, now: float) -> tuple[list[PlaybackResult], bool]:
         """Drop unsent audio and settle marks; returns the interrupted results and whether
         the provider must be told (it has a clear command: then what it had queued is gone
-        too, and the caller heard only what played until ``now``)."""
+        too, and the caller heard only what played until ``now``).
+
+        During a pause this is the cut that resolves it: the audio held back is dropped,
+        each playback settles at the position heard when the pause began, and the provider
+        is not told again (its queue was cleared at the pause, nothing was sent since)."""
         ledger = self.ledger
         flushes = self.clear_flushes
+        was_paused, self.paused = self.paused, False
         self.settle_due(now)
         interrupted: list[PlaybackResult] = []
         for pb in list(ledger.in_flight):
@@ -301,12 +315,76 @@ class Playout:
         self.outbox = kept
         if flushes:
             for m in ledger.marks:
-                if m.settle(MarkState.CLEARED):
+                # placed during a pause, after audio all heard: reached, echo or not
+                heard = was_paused and m.due is not None and m.due <= now + _EPS
+                if m.settle(MarkState.REACHED if heard else MarkState.CLEARED):
                     self._on_mark(m)
             ledger.marks.clear()
             ledger.flush(now)
+        if was_paused and flushes:
+            return interrupted, False
         self.counters.clears += 1
         return interrupted, flushes
+
+    # --- pause and resume -------------------------------------------------------------
+
+    def pause(self, now: float) -> bool:
+        """Hold back the audio (speech over the bot that may be a backchannel): nothing more
+        is sent until :meth:`resume` (send it on) or :meth:`clear` (drop it). Returns True
+        when the provider must be told to clear.
+
+        With a provider that clears, its queue is dropped too, and every playback it had
+        not finished is taken back from the exact position heard at ``now``
+        (:meth:`PlaybackAudio.rewind`), so that a resume sends on from there: the playbacks
+        and the marks between them go back to the front of the outbox in the order they
+        were sent, each mark pending again (placed anew on resume, its echo expected only
+        then: an echo a provider sends for the clear finds no pending mark). A mark whose
+        audio has all played is reached now. With one that cannot clear, what it has queued
+        plays out and the position is where that ends: only sending stops."""
+        if self.paused:
+            return False
+        self.settle_due(now)
+        self.paused = True
+        self.counters.pauses += 1
+        if not self.clear_flushes:
+            return False
+        ledger = self.ledger
+        back: list[tuple[float, int, OutboxItem]] = []
+        for pb in ledger.in_flight:
+            if pb.done:
+                continue
+            first_start = pb.segments[0][0] if pb.segments else now
+            pb.rewind(now)
+            back.append((first_start, 1, pb))
+        for m in ledger.marks:
+            due = m.due if m.due is not None else now
+            if due <= now + _EPS:
+                if m.settle(MarkState.REACHED):
+                    self._on_mark(m)
+            elif m.state is MarkState.PENDING:
+                m.due = m.deadline = None
+                m.echo_expected = False
+                back.append((due, 0, m))
+        ledger.marks.clear()
+        ledger.in_flight.clear()
+        ledger.flush(now)
+        # in the order they were sent: a mark placed at a playback's start goes before it
+        back.sort(key=lambda entry: (entry[0], entry[1]))
+        outbox = self.outbox
+        if outbox and any(item is outbox[0] for _, _, item in back):
+            outbox.popleft()  # the playback being sent: it is in ``back`` already
+        outbox.extendleft(item for _, _, item in reversed(back))
+        self.counters.clears += 1
+        return True
+
+    def resume(self, now: float) -> bool:
+        """End a pause: the held-back audio goes out again (the writer's next actions).
+        False if there was no pause (a clear ended it first)."""
+        if not self.paused:
+            return False
+        self.paused = False
+        self.ledger.resume(now)
+        return True
 
     def settle_all(self, now: float) -> None:
         """The call is over: settle every playback (by what has played) and mark (cleared)."""

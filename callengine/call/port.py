@@ -9,7 +9,7 @@ then keeps no reference into the finished call's machinery.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
@@ -23,7 +23,11 @@ from .handles import MarkHandle, Playback
 from .inbox import Inbox
 from .playout import Control, Playout
 from .state import CallState
+from .config import BARGE_IN_MODES
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .bargein import BargeInControl
 
 __all__ = ["AgentPort", "ClosedPort", "CallEnded"]
 
@@ -45,6 +49,8 @@ class AgentPort:
         statistics: Callable[[], CallStatistics],
         cleanup_grace_s: float,
         barge_in: bool,
+        barge_in_mode: str = "cut",
+        control: "BargeInControl | None" = None,
         remote_transfer: bool = False,
     ) -> None:
         # a transfer the socket cannot carry may go through the provider's API
@@ -59,6 +65,8 @@ class AgentPort:
         self._statistics = statistics
         self.cleanup_grace_s = cleanup_grace_s
         self.barge_in = barge_in
+        self._barge_in_mode = barge_in_mode
+        self._control = control
         #: caller audio is queued for the agent only while it may still read it
         self.listening = True
 
@@ -136,6 +144,28 @@ class AgentPort:
             return []
         return await self._writer.request_clear(reason)
 
+    @property
+    def barge_in_mode(self) -> str:
+        return self._barge_in_mode
+
+    @barge_in_mode.setter
+    def barge_in_mode(self, mode: str) -> None:
+        if mode not in BARGE_IN_MODES:
+            raise ValueError(f"barge_in_mode must be one of {', '.join(BARGE_IN_MODES)}, got {mode!r}")
+        self._barge_in_mode = mode
+
+    @property
+    def paused(self) -> bool:
+        return self._control is not None and self._control.paused and self._playout.paused
+
+    async def resolve_pause(self, kind: str) -> tuple[bool, list[PlaybackResult]]:
+        """Resolve the pause in progress: "resume" or "cut". (applied, interrupted results)."""
+        if self._control is None or self._state.over:
+            await trio.lowlevel.checkpoint()
+            return False, []
+        item = await self._control.agent_resolve(kind)
+        return item.applied, list(item.result)
+
     async def request_control(self, kind: ControlKind, target: str = "default") -> None:
         if kind is ControlKind.TRANSFER:
             if not self._codec.capabilities.transfer and not self._remote_transfer:
@@ -179,11 +209,14 @@ class ClosedPort:
 
     listening = False
 
-    def __init__(self, end_cause: EndCause | None, statistics: CallStatistics, cleanup_grace_s: float, barge_in: bool) -> None:
+    paused = False
+
+    def __init__(self, end_cause: EndCause | None, statistics: CallStatistics, cleanup_grace_s: float, barge_in: bool, barge_in_mode: str = "cut") -> None:
         self.end_cause = end_cause
         self._statistics = statistics
         self.cleanup_grace_s = cleanup_grace_s
         self.barge_in = barge_in
+        self.barge_in_mode = barge_in_mode
         self.ended = True
 
     def _refuse(self) -> CallEnded:
@@ -212,6 +245,10 @@ class ClosedPort:
     async def request_control(self, kind: ControlKind, target: str = "default") -> None:
         await trio.lowlevel.checkpoint()
         raise self._refuse()
+
+    async def resolve_pause(self, kind: str) -> tuple[bool, list[PlaybackResult]]:
+        await trio.lowlevel.checkpoint()
+        return False, []
 
     def request_control_nowait(self, kind: ControlKind, cause: EndCause, target: str = "default") -> None:
         return

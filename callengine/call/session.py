@@ -31,7 +31,7 @@ from ..events import CallStarted, Event, MarkCleared, MarkReached, UnknownMessag
 from ..protocols.base import Codec, WireMessage
 from .agent import Agent, AgentRunner
 from .api import Call, CallInfo
-from .bargein import Analyzer, run_bargein
+from .bargein import Analyzer, BargeInControl
 from .causes import CallReport, CallStatistics, ControlKind, Counters, EndCause
 from .config import CallConfig
 from .inbox import Inbox
@@ -115,7 +115,7 @@ class CallSession:
         self._port: AgentPort | None = None
         self._writer: Writer | None = None
         self._analyzer: Analyzer | None = None
-        self._onsets_send: trio.MemorySendChannel[tuple[float, float]] | None = None
+        self._control: BargeInControl | None = None
         self._runner: AgentRunner | None = None
         self._agent_started = False
         self._reader: Reader | None = None
@@ -277,9 +277,6 @@ class CallSession:
             path = recording_path(cfg.record_dir, self.provider, started.call_id or started.stream_id)
             self.recording = CallRecording(path, wire_rate, t0=trio.current_time())
         detector = await self._make_vad(wire_rate)
-        onsets_send, onsets_recv = trio.open_memory_channel[tuple[float, float]](1)
-        self._onsets_send = onsets_send
-        self._onsets_recv = onsets_recv
         inband = cfg.inband_dtmf if cfg.inband_dtmf is not None else not self.caps.dtmf_events
         self._writer = writer = Writer(
             self.transport,
@@ -296,6 +293,9 @@ class CallSession:
             remote_timeout_s=cfg.hangup_timeout_s,
             recording=self.recording,
         )
+        self._control = control = BargeInControl(
+            writer.request, self.inbox, self.counters, label, self._on_bargein_latency, pause_max_s=cfg.pause_max_s
+        )
         self._port = port = AgentPort(
             state=self.state,
             playout=self.playout,
@@ -307,6 +307,8 @@ class CallSession:
             statistics=self.statistics,
             cleanup_grace_s=cfg.cleanup_grace_s,
             barge_in=cfg.barge_in,
+            barge_in_mode=cfg.barge_in_mode,
+            control=control,
             remote_transfer=self._remote_control is not None,
         )
         self._analyzer = Analyzer(
@@ -318,7 +320,10 @@ class CallSession:
             counters=self.counters,
             bot_audible=port.bot_audible,
             barge_in_enabled=lambda: port.barge_in,
-            onsets=onsets_send,
+            control=control,
+            barge_in_mode=lambda: port.barge_in_mode,
+            backchannel_max_s=cfg.backchannel_max_ms / 1000,
+            resume_s=cfg.backchannel_resume_ms / 1000,
         )
         self._reader = Reader(
             self.transport,
@@ -371,7 +376,8 @@ class CallSession:
                         if self.recording is not None:
                             io.start_soon(self.recording.run, name=f"recording {self.label}")
                         io.start_soon(writer.run, name=f"writer {self.label}")
-                        io.start_soon(run_bargein, self._onsets_recv, writer.request_clear, self.inbox, self.label, self._on_bargein_latency, name=f"barge-in {self.label}")
+                        assert self._control is not None
+                        io.start_soon(self._control.run, name=f"barge-in {self.label}")
                         if writer.watches_liveness:
                             io.start_soon(writer.keepalive, name=f"keepalive {self.label}")
                 if self.state.end_cause is None:  # every task returned without ending the call: a bug
@@ -416,8 +422,8 @@ class CallSession:
         if self._writer is not None:
             self._writer.release_clear_requests()
         self.inbox.close()
-        if self._onsets_send is not None:
-            self._onsets_send.close()
+        if self._control is not None:
+            self._control.close()
         state.ended.set()
         code = state.close_code
         # a provider that stopped reading will not read our close frame either: do not wait
@@ -462,11 +468,17 @@ class CallSession:
         by reference counting (the tuned collector of a server rarely runs a full pass)."""
         port = self._port
         if self.call is not None:
-            self.call._detach(ClosedPort(self.state.end_cause, stats, self.config.cleanup_grace_s, port.barge_in if port else False))
+            self.call._detach(
+                ClosedPort(
+                    self.state.end_cause, stats, self.config.cleanup_grace_s, port.barge_in if port else False,
+                    port.barge_in_mode if port else self.config.barge_in_mode,
+                )
+            )  # fmt: skip
         self.inbox.clear()
         self.playout._on_mark = _ignore_mark
         self._reader = None
         self._analyzer = None
+        self._control = None
         self._port = None
         self._writer = None
 

@@ -38,7 +38,7 @@ from .playout import Control, ControlTimedOut, Playout, SendChunk, SendControl, 
 from .recording import CallRecording
 from .transport import Transport, TransportClosed
 
-__all__ = ["Writer", "ClearRequest"]
+__all__ = ["Writer", "PlayoutRequest", "ClearRequest"]
 
 log = logging.getLogger("callengine.call")
 
@@ -52,10 +52,21 @@ class _SendTimeout(Exception):
 
 
 @attrs.define
-class ClearRequest:
+class PlayoutRequest:
+    """What another task asks of the playout, applied by the writer between two sends:
+    ``kind`` "clear" (drop the audio), "pause" (hold it back), "resume" (send it on) or
+    "cut" (drop the audio held back by a pause; nothing if there is no pause).
+    ``result``: the playbacks a clear or cut interrupted; ``applied``: whether a pause,
+    resume or cut found something to act on."""
+
     reason: str
+    kind: str = "clear"
     done: trio.Event = attrs.field(factory=trio.Event)
     result: list[PlaybackResult] = attrs.field(factory=list)
+    applied: bool = False
+
+
+ClearRequest = PlayoutRequest
 
 
 class Writer:
@@ -111,11 +122,15 @@ class Writer:
 
     async def request_clear(self, reason: str) -> list[PlaybackResult]:
         """Ask the writer to clear; wait until it has. Returns the interrupted results."""
-        req = ClearRequest(reason)
+        return (await self.request(PlayoutRequest(reason))).result
+
+    async def request(self, req: PlayoutRequest) -> PlayoutRequest:
+        """Ask the writer for a clear, pause, resume or cut; wait until it has applied it
+        (at its next turn, before its next send). Returns ``req``, filled in."""
         self.clear_requests.append(req)
         self._wake.set()
         await req.done.wait()
-        return req.result
+        return req
 
     def release_clear_requests(self) -> None:
         """The call is over: wake everyone waiting for a clear (nothing was cut)."""
@@ -288,12 +303,29 @@ class Writer:
         return f"API: {outcome}"
 
     async def _apply_clear(self, now: float) -> None:
-        """Drop unsent audio, settle marks, release the requesters: all before the first
-        await; then tell the provider."""
+        """Apply the requests in order (drop unsent audio, settle marks, pause, resume) and
+        release the requesters, all before the first await; then tell the provider, once."""
         requests, self.clear_requests = self.clear_requests, []
-        interrupted, tell_provider = self._playout.clear(now)
+        playout = self._playout
+        tell_provider = False
+        cleared: list[PlaybackResult] | None = None  # clears in a row are one clear
         for req in requests:
-            req.result = interrupted
+            kind = req.kind
+            if kind == "pause":
+                req.applied = not playout.paused
+                tell_provider |= playout.pause(now)
+                cleared = None
+            elif kind == "resume":
+                req.applied = playout.resume(now)
+                cleared = None
+            elif kind == "cut" and not playout.paused:
+                req.applied = False  # no pause to resolve (a clear or the agent ended it)
+            else:  # a clear, or the cut that resolves a pause
+                req.applied = True
+                if cleared is None:
+                    cleared, tell = playout.clear(now)
+                    tell_provider |= tell
+                req.result = cleared
             req.done.set()
         if tell_provider:
             if self._recording is not None:
