@@ -25,6 +25,7 @@ on (that turn gets no answer, or the part already spoken).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections import Counter, deque
@@ -37,7 +38,7 @@ import trio
 from ..call.api import Call, PlaybackWriter
 from ..events import BargeIn, CallerAudio, SpeechEnded, SpeechStarted
 
-__all__ = ["SpeechToText", "ChatModel", "TextToSpeech", "VendorError", "CascadeAgent", "Sentence", "Reply", "heard_text", "split_sentences"]
+__all__ = ["SpeechToText", "ChatModel", "TextToSpeech", "VendorError", "CascadeAgent", "CascadeSession", "Sentence", "Reply", "heard_text", "split_sentences"]
 
 PRE_ROLL_S = 0.3  # audio kept from before the VAD's onset
 TAIL_S = 0.1  # and after its end
@@ -178,17 +179,24 @@ class CascadeAgent:
     async def on_interrupted(self, call: Call, reply: Reply, played_ms: float, heard: str) -> None:
         """The caller cut ``reply`` short after ``played_ms``; ``heard`` is what they heard."""
 
+    @contextlib.asynccontextmanager
+    async def vendors(self, call: Call) -> AsyncIterator[tuple[SpeechToText, ChatModel, TextToSpeech]]:
+        """The seams for one call (override to open per-call clients, as the Sarvam agent does)."""
+        yield self.stt, self.chat, self.tts
+
     async def __call__(self, call: Call) -> None:
         call.barge_in = True
-        session = self.calls[call.info.call_id] = CascadeSession(self, call)
-        await session.run()
+        async with self.vendors(call) as (stt, chat, tts):
+            session = self.calls[call.info.call_id] = CascadeSession(self, call, stt, chat, tts)
+            await session.run()
 
 
 class CascadeSession:
     """One call of a :class:`CascadeAgent`."""
 
-    def __init__(self, agent: CascadeAgent, call: Call) -> None:
+    def __init__(self, agent: CascadeAgent, call: Call, stt: SpeechToText, chat: ChatModel, tts: TextToSpeech) -> None:
         self.agent = agent
+        self.stt, self.chat, self.tts = stt, chat, tts
         self.call = call
         self.log = agent.logger
         self.label = call.info.call_id
@@ -240,7 +248,7 @@ class CascadeSession:
     async def turn(self, pcm: bytes, rate: int) -> None:
         """One utterance: its transcript, then the reply (after cutting one still going)."""
         try:
-            text = (await self.agent.stt.transcribe(pcm, rate)).strip()
+            text = (await self.stt.transcribe(pcm, rate)).strip()
         except VendorError as exc:
             self.vendor_error(exc)
             return
@@ -253,13 +261,13 @@ class CascadeSession:
         await self.start_reply()
 
     async def start_reply(self) -> None:
-        reply = Reply(self.agent.tts.rate)
+        reply = Reply(self.tts.rate)
         self.replies.append(reply)
         assert self._nursery is not None
         self._nursery.start_soon(self._speak, reply)
 
     async def _speak(self, reply: Reply) -> None:
-        tts = self.agent.tts
+        tts = self.tts
         turn = {"role": "assistant", "content": ""}
         reply.turn = turn
         messages = list(self.history)
@@ -269,11 +277,15 @@ class CascadeSession:
                 async with self.call.open_playback(reply.rate) as writer:
                     reply.writer = writer
                     buffer = ""
-                    async for delta in self.agent.chat.stream(messages):
-                        buffer += delta
-                        pieces, buffer = split_sentences(buffer)
-                        for piece in pieces:
-                            await self._say(reply, tts, writer, piece)
+                    deltas = self.chat.stream(messages)
+                    try:
+                        async for delta in deltas:
+                            buffer += delta
+                            pieces, buffer = split_sentences(buffer)
+                            for piece in pieces:
+                                await self._say(reply, tts, writer, piece)
+                    finally:
+                        await _aclose(deltas)
                     if buffer.strip():
                         await self._say(reply, tts, writer, buffer.strip())
         except VendorError as exc:
@@ -288,10 +300,14 @@ class CascadeSession:
     async def _say(self, reply: Reply, tts: TextToSpeech, writer: PlaybackWriter, text: str) -> None:
         sentence = Sentence(text)
         reply.sentences.append(sentence)
-        async for chunk in tts.synthesize(text):
-            if chunk:
-                sentence.samples += len(chunk) // 2
-                await writer.write(chunk)
+        chunks = tts.synthesize(text)
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    sentence.samples += len(chunk) // 2
+                    await writer.write(chunk)
+        finally:
+            await _aclose(chunks)
 
     async def interrupt(self, *, cleared: bool) -> None:
         """Stop every reply not yet heard to its end and cut its turn to what was heard."""
@@ -316,6 +332,14 @@ class CascadeSession:
                     self.history.remove(reply.turn)
             self.log.info("call %s: caller heard %.0f ms of the reply: %r", self.label, played_ms, heard[:200])
             await self.agent.on_interrupted(self.call, reply, played_ms, heard)
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    """Close a seam's async generator now (a cancelled one too), not when it is collected."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with trio.move_on_after(1.0, shield=True):
+            await aclose()
 
 
 def _cut(frames: list[tuple[float, bytes]], start: float, end: float, rate: int) -> bytes:
