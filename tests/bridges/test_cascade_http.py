@@ -64,3 +64,25 @@ async def test_serve_cascade_sarvam_without_a_key_is_a_usage_error():
     env = {k: v for k, v in os.environ.items() if k not in ("SARVAM_API_KEY",)}
     result = await trio.run_process(PY + ["serve", "cascade-sarvam", "--port", "0"], env=env, capture_stdout=True, capture_stderr=True, check=False)
     assert result.returncode == 2 and b"SARVAM_API_KEY" in result.stderr
+
+
+async def test_a_barge_in_closes_the_chat_stream_and_cuts_the_turn_over_loopback(nursery, vendor_env):
+    long = "The weather in Pune is sunny today. It will be warm in the afternoon. Carry some water when you go out. Have a lovely day now."
+    fake = FakeVendors(transcripts=["weather please", "thanks"], replies=[long, "Welcome."], delta_s=0.25)  # slower than speech
+    await nursery.start(fake.serve)
+    vendor_env(fake)
+    agent = SarvamCascadeAgent()
+    server = CallServer(agent, ServerConfig(port=0, loop_watchdog_s=None))
+    await nursery.start(server.serve)
+    async with open_dialed_call(f"ws://127.0.0.1:{server.port}/awaaz", "awaaz") as sim:
+        sim.say(utterance(), 8000)
+        await wait_for(lambda: sim.heard_seconds() > 1.0, timeout=20)
+        sim.say(utterance(), 8000)  # talks over the reply while it is still being generated
+        await wait_for(lambda: len(fake.chat) == 2, timeout=20)
+        await wait_for(lambda: fake.chat_cancelled == 1, timeout=10)
+        await trio.sleep(1.0)
+        [session] = agent.calls.values()
+    assert not fake.problems and not session.errors
+    first = session.replies[0]
+    assert first.cut is not None and first.cut[:-1] in long and len(first.cut) < len(long)
+    assert fake.chat[1]["messages"][-2] == {"role": "assistant", "content": first.cut}
