@@ -151,7 +151,8 @@ class Reply:
 class CascadeAgent:
     """An agent made of three seams: ``CascadeAgent(stt, chat, tts, instructions=...)``.
 
-    ``history`` of each call is kept on :attr:`calls` (by call id) for inspection; override
+    The session of each call in progress (its ``history``, ``replies``, ``errors``) is on
+    :attr:`calls`, by call id, until the call ends; override
     :meth:`on_interrupted` to see each cut (the reply, ``played_ms``, the heard text).
     """
 
@@ -188,7 +189,10 @@ class CascadeAgent:
         call.barge_in = True
         async with self.vendors(call) as (stt, chat, tts):
             session = self.calls[call.info.call_id] = CascadeSession(self, call, stt, chat, tts)
-            await session.run()
+            try:
+                await session.run()
+            finally:
+                del self.calls[call.info.call_id]  # a server runs calls for days: keep none after
 
 
 class CascadeSession:

@@ -41,8 +41,8 @@ async def test_caller_speech_is_answered(autojump_clock, provider):
         sim.provider.say(utterance(), 8000)
         await wait_for(lambda: chat.completed == 1)
         await trio.sleep(3.0)
-        call_id = sim.session.call.info.call_id if sim.session.call else ""
-    session = agent.calls[call_id]
+        session = agent.calls[sim.session.call.info.call_id]
+    assert not agent.calls  # none kept after the call
     [(samples, rate)] = stt.utterances
     assert rate == sim.session.call.info.sample_rate and 1.0 < samples / rate < 2.5  # the utterance, with pre-roll and tail
     assert tts.texts == ["It is sunny.", "Enjoy!"]
