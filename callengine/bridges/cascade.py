@@ -102,21 +102,30 @@ def split_sentences(buffer: str, *, clause_chars: int = 80) -> tuple[list[str], 
 class Sentence:
     text: str
     samples: int = 0  # synthesized, at the reply's rate
+    complete: bool = True  # False: its synthesis was cut (a barge-in, a TTS error)
 
 
 def heard_text(sentences: Sequence[Sentence], rate: int, played_ms: float) -> str:
     """What the caller heard of a reply: the sentences whose audio played in full, and of
-    the one cut short the share of its words its played audio covers, marked ``…``."""
+    the one cut short the share of its words its played audio covers, marked ``…``.
+
+    A sentence whose synthesis was cut has only part of its audio: its full length is
+    estimated from the reply's complete sentences (ms per character)."""
+    done = [s for s in sentences if s.complete and s.samples]
+    chars = sum(len(s.text) for s in done)
+    ms_per_char = 1000.0 * sum(s.samples for s in done) / rate / chars if chars else 0.0
     heard: list[str] = []
     start = 0.0
     for s in sentences:
         duration = 1000.0 * s.samples / rate
-        if s.samples and played_ms >= start + duration - 1e-6:
+        if not s.complete:  # never heard in full: what was not synthesized was not spoken
+            duration = max(duration, len(s.text) * ms_per_char)
+        if s.complete and s.samples and played_ms >= start + duration - 1e-6:
             heard.append(s.text)
         else:
             words = s.text.split()
             share = (played_ms - start) / duration if duration > 0 else 0.0
-            keep = int(len(words) * max(0.0, min(1.0, share)))
+            keep = min(int(len(words) * max(0.0, min(1.0, share))), len(words) - (0 if s.complete else 1))
             if keep:
                 heard.append(" ".join(words[:keep]) + ELLIPSIS)
             break
@@ -302,7 +311,7 @@ class CascadeSession:
                 self.history.remove(turn)
 
     async def _say(self, reply: Reply, tts: TextToSpeech, writer: PlaybackWriter, text: str) -> None:
-        sentence = Sentence(text)
+        sentence = Sentence(text, complete=False)
         reply.sentences.append(sentence)
         chunks = tts.synthesize(text)
         try:
@@ -310,6 +319,7 @@ class CascadeSession:
                 if chunk:
                     sentence.samples += len(chunk) // 2
                     await writer.write(chunk)
+            sentence.complete = True
         finally:
             await _aclose(chunks)
 

@@ -31,6 +31,10 @@ def test_heard_text_keeps_whole_sentences_and_cuts_the_last_at_a_word():
     assert heard_text(s, 16000, 1500) == "One two three four. Five six…"
     assert heard_text(s, 16000, 999) == "One two three…"
     assert heard_text(s, 16000, 100) == ""
+    # the second one's synthesis was cut after 0.5 s: its length is estimated from the first
+    cut = [Sentence("One two three four.", 16000), Sentence("Five six seven eight.", 8000, complete=False)]
+    assert heard_text(cut, 16000, 1500) == "One two three four. Five…"  # 500 of an estimated 1105 ms
+    assert heard_text(cut, 16000, 1000) == "One two three four."
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
