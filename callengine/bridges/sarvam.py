@@ -138,6 +138,9 @@ class SarvamCascadeAgent(CascadeAgent):
         self.speaker = _env("CALLENGINE_SARVAM_SPEAKER", "shubh") or "shubh"
         self.chat_url = _env("CALLENGINE_CHAT_URL", "https://api.openai.com/v1") or ""
         self.chat_model = _env("CALLENGINE_CHAT_MODEL", "gpt-4o-mini") or ""
+        for name, url in (("CALLENGINE_SARVAM_URL", self.sarvam_url), ("CALLENGINE_CHAT_URL", self.chat_url)):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http:// or https:// URL, not {url!r}")
         self.timeout = timeout
         super().__init__(SpeechToText(), ChatModel(), TextToSpeech(), instructions=_env("CALLENGINE_CASCADE_INSTRUCTIONS"), greeting=_env("CALLENGINE_CASCADE_GREETING"))
 

@@ -86,3 +86,19 @@ async def test_a_barge_in_closes_the_chat_stream_and_cuts_the_turn_over_loopback
     first = session.replies[0]
     assert first.cut is not None and first.cut[:-1] in long and len(first.cut) < len(long)
     assert fake.chat[1]["messages"][-2] == {"role": "assistant", "content": first.cut}
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SARVAM_API_KEY", "sk-sarvam")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.delenv("CALLENGINE_CHAT_KEY", raising=False)
+    monkeypatch.setenv("CALLENGINE_SARVAM_LANGUAGE", "hi-IN")
+    agent = SarvamCascadeAgent()
+    assert (agent.sarvam_key, agent.chat_key, agent.language) == ("sk-sarvam", "sk-openai", "hi-IN")
+    assert agent.sarvam_url == "https://api.sarvam.ai" and agent.chat_url == "https://api.openai.com/v1"
+    monkeypatch.setenv("CALLENGINE_CHAT_URL", "api.example.com/v1")
+    with pytest.raises(ValueError, match="CALLENGINE_CHAT_URL"):
+        SarvamCascadeAgent()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        SarvamCascadeAgent()
