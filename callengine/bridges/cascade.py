@@ -6,6 +6,8 @@ with Sarvam AI and an OpenAI-compatible chat endpoint):
 * :class:`SpeechToText`: ``await stt.transcribe(pcm, rate)``, the caller's utterance
   (PCM16 mono, segmented by the engine's own VAD: ``SpeechStarted`` / ``SpeechEnded``)
   to its final transcript.
+  Or :class:`StreamingSpeechToText`: ``stt.stream(audio, rate)`` gets the audio while
+  the caller speaks and yields partial and final :class:`Transcript` items.
 * :class:`ChatModel`: ``chat.stream(messages)``, an async iterator of text deltas of the
   reply to a message history (``[{"role": ..., "content": ...}]``).
 * :class:`TextToSpeech`: ``tts.synthesize(text)``, an async iterator of PCM16 chunks at
@@ -38,7 +40,7 @@ import trio
 from ..call.api import Call, PlaybackWriter
 from ..events import BargeIn, CallerAudio, SpeechEnded, SpeechStarted
 
-__all__ = ["SpeechToText", "ChatModel", "TextToSpeech", "VendorError", "CascadeAgent", "CascadeSession", "Sentence", "Reply", "heard_text", "split_sentences"]
+__all__ = ["SpeechToText", "StreamingSpeechToText", "Transcript", "ChatModel", "TextToSpeech", "VendorError", "CascadeAgent", "CascadeSession", "Sentence", "Reply", "heard_text", "split_sentences"]
 
 PRE_ROLL_S = 0.3  # audio kept from before the VAD's onset
 TAIL_S = 0.1  # and after its end
@@ -60,6 +62,31 @@ class SpeechToText:
 
     async def transcribe(self, pcm: bytes, rate: int) -> str:
         raise NotImplementedError
+
+
+@attrs.frozen
+class Transcript:
+    text: str
+    final: bool
+
+
+class StreamingSpeechToText(SpeechToText):
+    """Seam, streaming form: the utterance's audio arrives while the caller speaks.
+
+    ``stream(audio, rate)`` reads PCM16 chunks from ``audio`` (from a little before the
+    VAD's onset; the channel ends at the VAD's end of speech) and yields
+    :class:`Transcript` items: partials (``final=False``), then one final."""
+
+    def stream(self, audio: trio.MemoryReceiveChannel[bytes], rate: int) -> AsyncIterator[Transcript]:
+        raise NotImplementedError
+
+
+class _Live:
+    """A streaming utterance in progress."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[bytes](1000)
+        self.dropped = False  # too short to be speech: its transcript is ignored
 
 
 class ChatModel:
@@ -186,6 +213,9 @@ class CascadeAgent:
         self.min_utterance_s = min_utterance_s
         self.calls: dict[str, CascadeSession] = {}
 
+    async def on_partial(self, call: Call, text: str) -> None:
+        """A partial transcript from a :class:`StreamingSpeechToText` (ignored by default)."""
+
     async def on_interrupted(self, call: Call, reply: Reply, played_ms: float, heard: str) -> None:
         """The caller cut ``reply`` short after ``played_ms``; ``heard`` is what they heard."""
 
@@ -216,6 +246,7 @@ class CascadeSession:
         self.history: list[dict[str, Any]] = [{"role": "system", "content": agent.instructions}] if agent.instructions else []
         self.replies: list[Reply] = []
         self.transcripts: list[str] = []
+        self.partials: list[str] = []
         self.errors: Counter[str] = Counter()
         self._nursery: trio.Nursery | None = None
 
@@ -231,6 +262,8 @@ class CascadeSession:
         recent: deque[tuple[float, bytes]] = deque()
         utterance: list[tuple[float, bytes]] | None = None
         begin = now = 0.0
+        streaming = isinstance(self.stt, StreamingSpeechToText)
+        live: _Live | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self.agent.greeting:
@@ -245,12 +278,27 @@ class CascadeSession:
                         recent.popleft()
                     if utterance is not None and now - begin <= MAX_UTTERANCE_S:
                         utterance.append(frame)
+                        if live is not None:
+                            _feed(live, event.pcm)
                 elif isinstance(event, SpeechStarted):
                     begin = event.at - PRE_ROLL_S
                     utterance = [f for f in recent if f[0] + len(f[1]) / (2 * rate) > begin]
+                    if streaming:
+                        if live is not None:
+                            live.send.close()
+                        live = _Live()
+                        if utterance:
+                            _feed(live, _cut(utterance, begin, now, rate))
+                        nursery.start_soon(self.streamed_turn, live, rate)
                 elif isinstance(event, SpeechEnded) and utterance is not None:
                     frames, utterance = utterance, None
-                    if not frames or event.duration < self.agent.min_utterance_s:
+                    short = not frames or event.duration < self.agent.min_utterance_s
+                    if live is not None:
+                        live.dropped = short
+                        live.send.close()
+                        live = None
+                        continue
+                    if short:
                         continue
                     end = min(event.at + TAIL_S, begin + MAX_UTTERANCE_S)
                     nursery.start_soon(self.turn, _cut(frames, begin, end, rate), rate)
@@ -258,13 +306,38 @@ class CascadeSession:
                     await self.interrupt(cleared=True)
             nursery.cancel_scope.cancel()
 
-    async def turn(self, pcm: bytes, rate: int) -> None:
-        """One utterance: its transcript, then the reply (after cutting one still going)."""
+    async def streamed_turn(self, live: _Live, rate: int) -> None:
+        """One utterance streamed to a :class:`StreamingSpeechToText` as it is spoken."""
+        assert isinstance(self.stt, StreamingSpeechToText)
+        final = ""
+        transcripts = self.stt.stream(live.receive, rate)
         try:
-            text = (await self.stt.transcribe(pcm, rate)).strip()
+            async for t in transcripts:
+                if t.final:
+                    final = t.text
+                elif t.text:
+                    self.partials.append(t.text)
+                    await self.agent.on_partial(self.call, t.text)
         except VendorError as exc:
             self.vendor_error(exc)
             return
+        finally:
+            await _aclose(transcripts)
+            live.receive.close()
+        if not live.dropped:
+            await self.answer(final)
+
+    async def turn(self, pcm: bytes, rate: int) -> None:
+        """One utterance: its transcript, then the reply (after cutting one still going)."""
+        try:
+            text = await self.stt.transcribe(pcm, rate)
+        except VendorError as exc:
+            self.vendor_error(exc)
+            return
+        await self.answer(text)
+
+    async def answer(self, text: str) -> None:
+        text = text.strip()
         if not text:
             return
         self.transcripts.append(text)
@@ -346,6 +419,13 @@ class CascadeSession:
                     self.history.remove(reply.turn)
             self.log.info("call %s: caller heard %.0f ms of the reply: %r", self.label, played_ms, heard[:200])
             await self.agent.on_interrupted(self.call, reply, played_ms, heard)
+
+
+def _feed(live: _Live, pcm: bytes) -> None:
+    try:
+        live.send.send_nowait(pcm)
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the STT fell far behind, or gave up on this utterance: drop the audio
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import trio
 
 from ..audio.generate import tone
-from ..bridges.cascade import ChatModel, SpeechToText, TextToSpeech, VendorError
+from ..bridges.cascade import ChatModel, SpeechToText, StreamingSpeechToText, TextToSpeech, Transcript, VendorError
 
-__all__ = ["FakeSTT", "FakeChat", "FakeTTS"]
+__all__ = ["FakeSTT", "FakeStreamingSTT", "FakeChat", "FakeTTS"]
 
 
 class FakeSTT(SpeechToText):
@@ -81,3 +81,25 @@ class FakeTTS(TextToSpeech):
         step = int(self.rate * self.chunk_ms / 1000) * 2
         for i in range(0, len(pcm), step):
             yield pcm[i : i + step]
+
+
+class FakeStreamingSTT(StreamingSpeechToText):
+    """Streams: a partial per ``partial_s`` of audio received, the final at the end."""
+
+    def __init__(self, transcripts: Sequence[str] = ("hello",), *, partial_s: float = 0.5) -> None:
+        self.transcripts = list(transcripts)
+        self.partial_s = partial_s
+        self.utterances: list[tuple[int, int]] = []
+
+    async def stream(self, audio: trio.MemoryReceiveChannel[bytes], rate: int) -> AsyncIterator[Transcript]:
+        text = self.transcripts.pop(0) if self.transcripts else ""
+        words = text.split()
+        samples = said = 0
+        async for pcm in audio:
+            samples += len(pcm) // 2
+            while samples >= (said + 1) * self.partial_s * rate and said < len(words):
+                said += 1
+                yield Transcript(" ".join(words[:said]), final=False)
+        self.utterances.append((samples, rate))
+        await trio.sleep(0.02)
+        yield Transcript(text, final=True)

@@ -10,7 +10,7 @@ import trio
 
 from callengine.bridges.cascade import CascadeAgent, Sentence, heard_text, split_sentences
 from callengine.testing import open_simulated_call
-from callengine.testing.fake_cascade import FakeChat, FakeSTT, FakeTTS
+from callengine.testing.fake_cascade import FakeChat, FakeStreamingSTT, FakeSTT, FakeTTS
 
 from .conftest import PROVIDERS, utterance, wait_for
 
@@ -133,3 +133,30 @@ async def test_a_failing_chat_model_gives_no_answer_and_the_next_turn_works(auto
         session = agent.calls[sim.session.call.info.call_id]
     assert session.errors == {"chat_http_500": 1}
     assert session.history == [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}, {"role": "assistant", "content": "Second."}]
+
+
+class Partials(CascadeAgent):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[float, str]] = []
+
+    async def on_partial(self, call, text: str) -> None:
+        self.seen.append((trio.current_time(), text))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_streaming_stt_gets_the_audio_while_the_caller_speaks(autojump_clock, provider):
+    stt, chat, tts = FakeStreamingSTT(["when do you open today"], partial_s=0.3), FakeChat(["At nine."]), FakeTTS()
+    agent = Partials(stt, chat, tts)
+    async with open_simulated_call(agent, provider, wait=False) as sim:
+        start = trio.current_time()
+        sim.provider.say(utterance(), 8000)
+        await wait_for(lambda: chat.completed == 1)
+        await trio.sleep(1.5)
+        session = agent.calls[sim.session.call.info.call_id]
+        assert session.history[-2:] == [{"role": "user", "content": "when do you open today"}, {"role": "assistant", "content": "At nine."}]
+    assert [t for _, t in agent.seen][:2] == ["when", "when do"]
+    assert agent.seen[0][0] - start < 1.5  # partials while the caller still speaks (1.5 s)
+    [(samples, rate)] = stt.utterances
+    assert 1.5 < samples / rate < 3.0  # pre-roll, the speech, the VAD's hangover
+    assert sim.provider.heard_seconds() == pytest.approx(len("At nine.") * 0.06, abs=0.025)
