@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections import Counter, deque
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator
 
-import attrs
 import numpy as np
 import trio
 
 from ..call.api import Call, PlaybackWriter
 from ..events import BargeIn, CallerAudio, SpeechEnded, SpeechStarted
+from .heard import Sentence, heard_text, split_sentences
+from .seams import ChatModel, SpeechToText, StreamingSpeechToText, TextToSpeech, Transcript, VendorError
 
 __all__ = ["SpeechToText", "StreamingSpeechToText", "Transcript", "ChatModel", "TextToSpeech", "VendorError", "CascadeAgent", "CascadeSession", "Sentence", "Reply", "heard_text", "split_sentences"]
 
@@ -46,39 +46,6 @@ PRE_ROLL_S = 0.3  # audio kept from before the VAD's onset
 TAIL_S = 0.1  # and after its end
 RING_S = 1.0
 MAX_UTTERANCE_S = 30.0  # Sarvam's REST STT takes up to 30 s
-ELLIPSIS = "…"
-
-
-class VendorError(Exception):
-    """A vendor's API failed (HTTP error, bad answer, unreachable). ``kind`` groups the log."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-
-
-class SpeechToText:
-    """Seam: one utterance of the caller's audio to its final transcript."""
-
-    async def transcribe(self, pcm: bytes, rate: int) -> str:
-        raise NotImplementedError
-
-
-@attrs.frozen
-class Transcript:
-    text: str
-    final: bool
-
-
-class StreamingSpeechToText(SpeechToText):
-    """Seam, streaming form: the utterance's audio arrives while the caller speaks.
-
-    ``stream(audio, rate)`` reads PCM16 chunks from ``audio`` (from a little before the
-    VAD's onset; the channel ends at the VAD's end of speech) and yields
-    :class:`Transcript` items: partials (``final=False``), then one final."""
-
-    def stream(self, audio: trio.MemoryReceiveChannel[bytes], rate: int) -> AsyncIterator[Transcript]:
-        raise NotImplementedError
 
 
 class _Live:
@@ -87,77 +54,6 @@ class _Live:
     def __init__(self) -> None:
         self.send, self.receive = trio.open_memory_channel[bytes](1000)
         self.dropped = False  # too short to be speech: its transcript is ignored
-
-
-class ChatModel:
-    """Seam: the reply to a message history, streamed as text deltas."""
-
-    def stream(self, messages: Sequence[dict[str, Any]]) -> AsyncIterator[str]:
-        raise NotImplementedError
-
-
-class TextToSpeech:
-    """Seam: text to PCM16 mono chunks at ``rate``, streamed."""
-
-    rate: int = 16000
-
-    def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        raise NotImplementedError
-
-
-_END = re.compile(r"([.!?।]+[\"')\]]*)(\s+)")
-_CLAUSE = re.compile(r"([,;:])(\s+)")
-
-
-def split_sentences(buffer: str, *, clause_chars: int = 80) -> tuple[list[str], str]:
-    """The complete sentences at the start of ``buffer`` (a sentence ends at ``. ! ? ।``
-    followed by a space; past ``clause_chars`` a clause ends at ``, ; :`` too), and the rest."""
-    out: list[str] = []
-    while True:
-        m = _END.search(buffer)
-        if m is None and len(buffer) > clause_chars:
-            m = _CLAUSE.search(buffer, 20)
-        if m is None:
-            return out, buffer
-        piece = buffer[: m.end(1)].strip()
-        if piece:
-            out.append(piece)
-        buffer = buffer[m.end() :]
-
-
-@attrs.define
-class Sentence:
-    text: str
-    samples: int = 0  # synthesized, at the reply's rate
-    complete: bool = True  # False: its synthesis was cut (a barge-in, a TTS error)
-
-
-def heard_text(sentences: Sequence[Sentence], rate: int, played_ms: float) -> str:
-    """What the caller heard of a reply: the sentences whose audio played in full, and of
-    the one cut short the share of its words its played audio covers, marked ``…``.
-
-    A sentence whose synthesis was cut has only part of its audio: its full length is
-    estimated from the reply's complete sentences (ms per character)."""
-    done = [s for s in sentences if s.complete and s.samples]
-    chars = sum(len(s.text) for s in done)
-    ms_per_char = 1000.0 * sum(s.samples for s in done) / rate / chars if chars else 0.0
-    heard: list[str] = []
-    start = 0.0
-    for s in sentences:
-        duration = 1000.0 * s.samples / rate
-        if not s.complete:  # never heard in full: what was not synthesized was not spoken
-            duration = max(duration, len(s.text) * ms_per_char)
-        if s.complete and s.samples and played_ms >= start + duration - 1e-6:
-            heard.append(s.text)
-        else:
-            words = s.text.split()
-            share = (played_ms - start) / duration if duration > 0 else 0.0
-            keep = min(int(len(words) * max(0.0, min(1.0, share))), len(words) - (0 if s.complete else 1))
-            if keep:
-                heard.append(" ".join(words[:keep]) + ELLIPSIS)
-            break
-        start += duration
-    return " ".join(heard)
 
 
 class Reply:
