@@ -18,7 +18,7 @@ servers of :mod:`callengine.testing.fake_openai_realtime` and
 :mod:`callengine.testing.fake_gemini_live`. Like agents, bridges sit on top of the engine.
 """
 
-from .cascade import CascadeAgent, ChatModel, SpeechToText, TextToSpeech, VendorError
+from .cascade import CascadeAgent, ChatModel, SpeechToText, StreamingSpeechToText, TextToSpeech, Transcript, VendorError
 from .base import BUNDLED_TOOLS, HANG_UP, TRANSFER, BridgeSession, Connect, Heard, ModelConnectError, RealtimeBridge, Tool, websocket_connect
 from .gemini_live import GeminiLiveAgent, GeminiLiveSession
 from .openai_realtime import OpenAIRealtimeAgent, OpenAIRealtimeSession
@@ -43,4 +43,6 @@ __all__ = [
     "ChatModel",
     "TextToSpeech",
     "VendorError",
+    "StreamingSpeechToText",
+    "Transcript",
 ]
