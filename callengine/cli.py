@@ -46,7 +46,7 @@ class AgentLoadError(Exception):
 
 def load_agent(spec: str):
     """``package.module:attribute``, ``package.module`` (attribute ``agent``) or the name of a
-    bundled agent (echo, parrot, prompt, ivr, realtime-openai, realtime-gemini). A class is
+    bundled agent (echo, parrot, prompt, ivr, realtime-openai, realtime-gemini, cascade-sarvam). A class is
     instantiated without arguments.
     The agent must be callable with one positional argument, the call."""
     if spec in BUNDLED:

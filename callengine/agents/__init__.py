@@ -12,6 +12,8 @@ ivr        keypad menu: 1 plays a message, 2 transfers (hangs up on Awaaz), 3 ha
 realtime-  speech to speech with OpenAI Realtime (``realtime-openai``) or Gemini Live
 openai,    (``realtime-gemini``): classes in :mod:`callengine.bridges`, configured from the
 -gemini    environment (API key, URL, model, voice, instructions, tools)
+cascade-   speech to text and text to speech by Sarvam AI, the words by any OpenAI-compatible
+sarvam     chat endpoint (:mod:`callengine.bridges.sarvam`, on :mod:`callengine.bridges.cascade`)
 =========  ================================================================================
 
 Each module has an ``agent(call)`` coroutine function; the bridges are classes.
@@ -35,6 +37,7 @@ BUNDLED: dict[str, str] = {
     "ivr": "callengine.agents.ivr:agent",
     "realtime-openai": "callengine.bridges.openai_realtime:OpenAIRealtimeAgent",
     "realtime-gemini": "callengine.bridges.gemini_live:GeminiLiveAgent",
+    "cascade-sarvam": "callengine.bridges.sarvam:SarvamCascadeAgent",
 }
 
 

@@ -121,7 +121,7 @@ class EventSpy:
 
 
 def test_bundled_names_load_to_agents():
-    assert set(BUNDLED) == {"echo", "parrot", "prompt", "ivr", "realtime-openai", "realtime-gemini"}
+    assert set(BUNDLED) == {"echo", "parrot", "prompt", "ivr", "realtime-openai", "realtime-gemini", "cascade-sarvam"}
     assert load("echo") is echo.agent and load("parrot") is parrot.agent
     assert load("prompt") is prompt.agent and load("ivr") is ivr.agent
     assert load("callengine.agents.ivr:menu_prompt") is ivr.menu_prompt
