@@ -104,6 +104,8 @@ def _decode(raw: bytes, fmt: bytes, np) -> Wav:
     width = bits // 8
     frame = width * channels
     raw = raw[: len(raw) - len(raw) % frame]
+    if tag == 1 and bits == 16 and channels == 1:
+        return Wav(pcm=raw, sample_rate=rate, channels=1)  # already PCM16LE mono: every stream frame
     if tag == 3 and bits == 32:
         x = np.frombuffer(raw, dtype="<f4").astype(np.float64)
         # Float files may hold NaN or infinities: never let them reach the int16 cast.
@@ -123,8 +125,6 @@ def _decode(raw: bytes, fmt: bytes, np) -> Wav:
         raise WavError(f"unsupported WAV encoding: tag={tag} bits={bits}")
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
-    if tag == 1 and bits == 16 and channels == 1:
-        return Wav(pcm=bytes(raw), sample_rate=rate, channels=1)
     pcm = np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
     return Wav(pcm=pcm, sample_rate=rate, channels=channels)
 
