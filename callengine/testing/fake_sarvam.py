@@ -27,6 +27,7 @@ import trio
 
 from ..audio.generate import tone
 from ..bridges.sarvam import wav_bytes, wav_pcm
+from ._http import read_request
 
 __all__ = ["FakeVendors"]
 
@@ -65,7 +66,7 @@ class FakeVendors:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
-                request, body = await _read(conn, stream)
+                request, body = await read_request(conn, stream)
                 if request is None:
                     return
                 headers = {k.decode().lower(): v.decode() for k, v in request.headers}
@@ -142,27 +143,6 @@ class FakeVendors:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.chat_cancelled += 1
             raise
-
-
-async def _read(conn: h11.Connection, stream: trio.SocketStream) -> tuple[h11.Request | None, bytes]:
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            if not data and request is None:
-                return None, b""
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return request, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed):
-            return None, b""
 
 
 def _multipart(content_type: str, body: bytes) -> dict[str, bytes] | None:

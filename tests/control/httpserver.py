@@ -16,6 +16,8 @@ import attrs
 import h11
 import trio
 
+from callengine.testing._http import read_request
+
 
 @attrs.frozen
 class Recorded:
@@ -82,7 +84,7 @@ class FakeAPI:
         try:
             with trio.move_on_after(30):  # no test connection lives longer
                 while True:
-                    request, body = await self._read_request(conn, stream)
+                    request, body = await read_request(conn, stream)
                     if request is None:
                         return
                     headers = {k.decode().lower(): v.decode() for k, v in request.headers}
@@ -101,26 +103,6 @@ class FakeAPI:
             return
         finally:
             await stream.aclose()
-
-    async def _read_request(self, conn: h11.Connection, stream: trio.SocketStream) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(data)
-                if not data and request is None:
-                    return None, b""
-                continue
-            if isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                return None, b""
 
     async def _send_reply(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
         if reply.body is None:
