@@ -144,13 +144,10 @@ class UpgradeRequest:
         """Answer 101 Switching Protocols and return the open connection."""
         data = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
         await self._stream.send_all(data)
-        proto = self._handshake.connection
-        assert proto is not None
         from .websocket import WebSocketConnection  # websocket.py imports this module
 
         return WebSocketConnection(
             self._stream,
-            proto,
             max_message_size=max_message_size,
             subprotocol=subprotocol,
             path=self.path,

@@ -1,14 +1,19 @@
-"""The engine's own server-side WebSocket connection: wsproto driven from the call's tasks.
+"""The engine's own server-side WebSocket connection: websockets' sans-I/O protocol driven
+from the call's tasks.
 
 trio-websocket gives every connection a reader task that parses frames and hands each
 message to the consumer through a memory channel, and a lock around every send. For a call
 that is one extra task resumption and two channel operations per inbound 20 ms frame, and a
-lock per outbound frame, a large share of the engine's work per call. Here the
-session's reader task drives wsproto itself: ``get_message()`` reads the socket, feeds
-wsproto and returns the next message, with no task or queue between. Sends take a
-flag, not a lock: the writer task is the only sender of data (and of pings), and the rare
-control frames the reader must answer (pong, the close reply) wait for the flag. On a plain
-TCP stream the socket's descriptor is read and written directly (``sockio.py``).
+lock per outbound frame, a large share of the engine's work per call. Here the session's
+reader task drives the frame protocol itself: ``get_message()`` reads the socket, feeds the
+protocol and returns the next message, with no task or queue between. Sends take a flag,
+not a lock: the writer task is the only sender of data (and of pings), and the rare control
+frames the reader must answer (pong, the close reply) wait for the flag. On a plain TCP
+stream the socket's descriptor is read and written directly (``sockio.py``).
+
+The framing is the ``websockets`` library's sans-I/O :class:`websockets.protocol.Protocol`
+(its frame parser and its C masking speedup cost a fraction of wsproto's per frame); the
+HTTP upgrade stays on wsproto and h11 (``handshake.py``).
 
 :func:`read_upgrade_request` (``handshake.py``) reads the HTTP upgrade request from a trio
 stream; the :class:`UpgradeRequest` it returns is accepted (101, optional sub-protocol) into
@@ -23,19 +28,22 @@ Semantics, matching what the session expects of any transport:
   could not be sent (the reader was cancelled) is sent by ``aclose``;
 * pings are answered, but only the latest of a batch (RFC 6455 5.5.3 allows it);
 * a TCP close without a close frame reports code 1006;
-* a message over ``max_message_size`` (counted across fragments, so a giant frame is never
-  buffered whole; in bytes for binary messages, in characters for text ones, which wsproto
-  hands over decoded: at most 4 bytes each) closes the connection with 1009 and reports 1009;
-* a malformed frame closes with the code wsproto assigns (1002, 1007) and reports it;
+* a message over ``max_message_size`` bytes (counted across fragments, and refused from the
+  frame header, so a giant frame is never buffered whole) closes the connection with 1009
+  and reports 1009;
+* a malformed frame closes with the protocol's code (1002; 1007 for text that is not
+  UTF-8) and reports it; nothing the peer sends after it is parsed (RFC 6455 7.1.7), so
+  ``aclose`` does not wait for its reply;
 * ``aclose(code, reason)`` sends the close frame, waits for the peer's reply, then closes
   TCP; if a send was cancelled part-way (a frame may be half written) it closes TCP only.
 
-Fairness: one peer must not stall the event loop for every call. The reader consumes
-wsproto's events lazily and yields to the scheduler once it has done ``EVENTS_BETWEEN_YIELDS``
-units of work since it last yielded (an event processed, a message handed out, a read that
-found data without waiting: ``READ_WORK``); the pings of one batch get one pong. A call's
-reader that waits for its next frame yields there, so a 20 ms media frame per read costs no
-extra trip through the scheduler.
+Fairness: one peer must not stall the event loop for every call. The protocol parses what
+it is fed at once, so the reader feeds it at most ``FEED_SIZE`` bytes at a time, consumes
+the frames lazily, and yields to the scheduler once it has done ``EVENTS_BETWEEN_YIELDS``
+units of work since it last yielded (a frame processed, a message handed out, a feed:
+``READ_WORK``); the pings of one batch get one pong. A call's reader that waits for its next
+frame yields there, so a 20 ms media frame per read costs no extra trip through the
+scheduler.
 
 For the writer's liveness check: :meth:`WebSocketConnection.send_ping`,
 ``ping_outstanding_since``, ``pongs_received`` and :meth:`WebSocketConnection.unsent_bytes`;
@@ -44,13 +52,15 @@ what the peer sent besides data is counted in :meth:`WebSocketConnection.statist
 
 from __future__ import annotations
 
+import codecs
+import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import Any, Union
 
 import trio
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
-from wsproto.utilities import LocalProtocolError
+from websockets.exceptions import InvalidState, ProtocolError
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
 from . import sockio
 from .transport import TransportClosed, aclose_quietly
@@ -60,14 +70,30 @@ __all__ = ["HandshakeFailed", "UpgradeRequest", "WebSocketConnection", "read_upg
 WireMessage = Union[str, bytes]
 
 ABNORMAL_CLOSURE = 1006
+INVALID_PAYLOAD = 1007
 MESSAGE_TOO_BIG = 1009
 RECEIVE_SIZE = 65536
-#: units of work (an event processed, a message handed out, a read) after which the
-#: reader yields
+#: bytes fed to the frame parser at a time (it parses all it is fed before returning)
+FEED_SIZE = 4096
+#: units of work (a frame processed, a message handed out, a feed) after which the reader
+#: yields
 EVENTS_BETWEEN_YIELDS = 64
-#: a read that found data at once counts as this many units: a syscall and up to 64 KiB
-#: for wsproto to unmask cost about as much as that many small events
+#: a feed of up to FEED_SIZE bytes counts as this many units: parsing and unmasking them
+#: cost about as much as that many small frames
 READ_WORK = 8
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
+_OPEN = State.OPEN
+_PONG_FIRST_BYTE = 0x8A  # FIN + pong: how a server's (unmasked) pong frame starts
+_CLOSE_FIRST_BYTE = 0x88
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# The protocol logs every frame at DEBUG, payload excerpts included. Those lines would flood
+# a server run with --log-level debug and could carry what a provider puts in its messages,
+# so its logger is kept at INFO whatever the root level.
+_frames_log = logging.getLogger("callengine.call.wsframes")
+_frames_log.setLevel(logging.INFO)
 
 
 class WebSocketConnection:
@@ -82,7 +108,6 @@ class WebSocketConnection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        proto: Connection,
         *,
         max_message_size: int = 256 * 1024,
         subprotocol: str | None = None,
@@ -90,21 +115,25 @@ class WebSocketConnection:
         received: bytes = b"",
     ) -> None:
         self._stream = stream
-        self._proto = proto
+        self._proto = Protocol(Side.SERVER, state=State.OPEN, max_size=max_message_size, logger=_frames_log)
         self.max_message_size = max_message_size
         self.subprotocol = subprotocol
         self.path = path
-        self._messages: deque[WireMessage] = deque()
+        self._messages: list[WireMessage] = []
+        self._next = 0  # index of the next message of _messages to hand out
         self._parts: list = []  # fragments of the message being received
-        self._parts_size = 0
-        self._events: Iterator[Any] | None = None  # wsproto's events generator, while it may hold more events
+        self._decoder: Any = None  # for a fragmented text message
+        self._frames: list[Frame] = []  # parsed, not yet processed
+        self._frame_i = 0
+        self._unfed: memoryview | None = None  # read, not yet fed to the parser
         self._work = 0  # units of work since the reader last yielded
-        self._pong_due: bytes | None = None  # the payload of the latest ping not answered
-        self._close_due: CloseConnection | None = None  # a close frame we owe, not yet sent
+        self._pong_due: bytes | None = None  # the pong frame for the latest ping not answered
+        self._close_due: bytes | None = None  # a close frame we owe, not yet sent
         self._closed: TransportClosed | None = None  # once set, the connection is closed
         self._lost = False  # the TCP connection is gone: nothing more can be sent or read
         self._send_broken = False  # a send was cancelled part-way: the byte stream is unusable
-        self._parse_failed = False  # wsproto could not parse a frame: it parses nothing more
+        self._parse_failed = False  # the connection was failed: nothing more is parsed
+        self._failure: TransportClosed | None = None  # why, once the frames before it are processed
         self._sending = False
         self._send_idle: trio.Event | None = None
         self._aclosed = False
@@ -121,8 +150,7 @@ class WebSocketConnection:
         self.pongs_sent = 0
         self.pings_sent = 0
         if received:
-            proto.receive_data(received)
-            self._events = proto.events()
+            self._unfed = memoryview(bytes(received))
 
     @property
     def stream(self) -> trio.abc.Stream:
@@ -154,16 +182,24 @@ class WebSocketConnection:
 
     async def get_message(self) -> WireMessage:
         messages = self._messages
-        while not messages:
+        while self._next >= len(messages):
             if self._closed is not None:
                 if self._close_due is not None:
                     await self._flush()  # a close reply a cancelled reader still owes
                 raise self._closed_error()
             await self._fill()
+            messages = self._messages
         self._work += 1
         if self._work >= EVENTS_BETWEEN_YIELDS:
             await self._yield()
-        return messages.popleft()
+        i = self._next
+        message = messages[i]
+        if i + 1 == len(messages):
+            messages.clear()
+            self._next = 0
+        else:
+            self._next = i + 1
+        return message
 
     async def _yield(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -171,113 +207,173 @@ class WebSocketConnection:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _fill(self) -> None:
-        """Process the next batch of wsproto's events (reading the socket once if it has
-        none left), send what the batch owes the peer, and yield if the budget is spent.
-        Cancellation loses nothing: unprocessed events and owed frames stay for the next call."""
-        if self._events is None:
-            sock = self._sock
-            try:
-                if sock is None:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                    self._work = READ_WORK  # a stream's receive is a checkpoint
-                else:
-                    data, waited = await sockio.receive_some(sock, RECEIVE_SIZE)
-                    self._work = READ_WORK if waited else self._work + READ_WORK
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._connection_lost("connection lost")
-                return
-            if not data:
-                self._connection_lost("closed without a close frame")
-                return
-            self._proto.receive_data(bytes(data))
-            self._events = self._proto.events()
-        self._process_events()
+        """Process the next batch of frames (feeding the parser, reading the socket once
+        if nothing is left to feed), send what the batch owes the peer, and yield if the
+        budget is spent. Cancellation loses nothing: unprocessed frames, unfed bytes and
+        owed frames stay for the next call."""
+        if self._frame_i >= len(self._frames):
+            if self._unfed is None:
+                sock = self._sock
+                try:
+                    if sock is None:
+                        data = await self._stream.receive_some(RECEIVE_SIZE)
+                        self._work = 0  # a stream's receive is a checkpoint
+                    else:
+                        data, waited = await sockio.receive_some(sock, RECEIVE_SIZE)
+                        if waited:
+                            self._work = 0
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._connection_lost("connection lost")
+                    return
+                if not data:
+                    self._connection_lost("closed without a close frame")
+                    return
+                self._feed(data if len(data) <= FEED_SIZE else memoryview(data))
+            else:
+                self._feed(self._unfed)
+        self._process_frames()
         if self._close_due is not None or self._pong_due is not None:
             await self._flush()
         if self._work >= EVENTS_BETWEEN_YIELDS:
             await self._yield()
 
-    def _process_events(self) -> None:
-        """Consume events up to what is left of the budget: messages into the queue; note
-        the latest ping and the close frame owed (sent by :meth:`_flush`)."""
-        budget = EVENTS_BETWEEN_YIELDS - self._work  # at least one event is processed
-        n = 0
-        limit = self.max_message_size
-        events = self._events
-        if events is None:
-            return
-        event: Any  # narrowed by type() checks below, which pyright cannot follow
-        for event in events:
-            n += 1
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                if self._closed is not None:
-                    pass  # after we closed: the peer's late messages are dropped
-                elif event.message_finished and not self._parts:
-                    if len(event.data) > limit:
-                        self._fail(MESSAGE_TOO_BIG, f"message over {limit} bytes")
-                    else:
-                        self._messages.append(event.data)
-                        self.messages_received += 1
-                else:
-                    self._add_fragment(event, limit)
-            elif kind is Ping:
-                self.pings_received += 1
-                self._pong_due = event.payload
-            elif kind is Pong:
-                self.pongs_received += 1
-                self._pong_arrived(event.payload)
-            elif kind is CloseConnection:
-                self._close_frame(event)
-            if n >= budget:
-                break
+    def _feed(self, data: "bytes | memoryview") -> None:
+        """Feed the parser up to FEED_SIZE bytes of ``data``; keep the rest for later."""
+        if len(data) > FEED_SIZE:
+            self._unfed = data[FEED_SIZE:]  # type: ignore[assignment]
+            data = data[:FEED_SIZE]
         else:
-            self._events = None
+            self._unfed = None
+        self._work += READ_WORK
+        if self._parse_failed:
+            return  # RFC 6455 7.1.7: nothing more is processed
+        proto = self._proto
+        proto.receive_data(data)
+        self._frames = proto.events_received()  # type: ignore[assignment]  # frames, on this protocol
+        self._frame_i = 0
+        self._take_writes()
+        if proto.parser_exc is not None:
+            self._failed_by_protocol()
+
+    def _take_writes(self) -> None:
+        """Collect what the protocol wants sent after parsing: pongs (the latest one of a
+        batch is kept) and the close frame (its reply to the peer's, or its own on a
+        failure). The end-of-stream marker is the TCP close, which ``aclose`` does."""
+        for data in self._proto.data_to_send():
+            if not data:
+                continue
+            first = data[0]
+            if first == _PONG_FIRST_BYTE:
+                self._pong_due = data
+            elif first == _CLOSE_FIRST_BYTE:
+                self._close_due = data
+
+    def _failed_by_protocol(self) -> None:
+        """The parser refused what the peer sent (a malformed frame, a message over the
+        limit): the protocol has failed the connection with its close code. The frames
+        parsed before the bad one are processed first (their messages are delivered)."""
+        self._parse_failed = True
+        sent = self._proto.close_sent
+        code = sent.code if sent is not None else 1002
+        reason = (sent.reason if sent is not None else "") or "protocol error"
+        if code == MESSAGE_TOO_BIG:
+            reason = f"message over {self.max_message_size} bytes"
+        self._failure = TransportClosed(int(code), reason)
+        if not self._frames:
+            self._apply_failure()
+
+    def _apply_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None and self._closed is None:
+            self._closed = failure
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection because of what the peer sent (text that is not UTF-8)."""
+        proto = self._proto
+        if proto.state is _OPEN:  # else a close frame is already out or queued
+            proto.fail(code, reason[:120])
+            self._take_writes()
+        self._parse_failed = True
+        self._frames = []
+        self._frame_i = 0
+        if self._closed is None:
+            self._closed = TransportClosed(code, reason)
+
+    def _process_frames(self) -> None:
+        """Consume frames up to what is left of the budget: messages into the queue; note
+        the latest ping and the close frame owed (sent by :meth:`_flush`)."""
+        budget = EVENTS_BETWEEN_YIELDS - self._work  # at least one frame is processed
+        frames = self._frames
+        i = self._frame_i
+        end = min(len(frames), i + max(1, budget))
+        n = end - i
+        while i < end:
+            frame = frames[i]
+            i += 1
+            op = frame.opcode
+            if op is _TEXT or op is _BINARY:
+                if self._closed is not None:
+                    continue  # after we closed: the peer's late messages are dropped
+                if frame.fin:
+                    if op is _TEXT:
+                        try:
+                            message: WireMessage = frame.data.decode()
+                        except UnicodeDecodeError:
+                            self._fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+                            break
+                    else:
+                        message = frame.data
+                    self._messages.append(message)
+                    self.messages_received += 1
+                else:
+                    self._decoder = _utf8_decoder() if op is _TEXT else None
+                    if not self._fragment(frame):
+                        break
+            elif op is _CONT:
+                if self._closed is None and not self._fragment(frame):
+                    break
+            elif op is _PING:
+                self.pings_received += 1
+            elif op is _PONG:
+                self.pongs_received += 1
+                self._pong_arrived(frame.data)
+            elif op is _CLOSE:
+                self._close_frame()
+        self._frame_i = i
+        if i >= len(self._frames):
+            self._frames = []
+            self._frame_i = 0
+            if self._failure is not None:
+                self._apply_failure()
         self._work += n
 
-    def _add_fragment(self, event, limit: int) -> None:
-        self._parts.append(event.data)
-        self._parts_size += len(event.data)
-        if self._parts_size > limit:
-            self._parts.clear()
-            self._parts_size = 0
-            self._fail(MESSAGE_TOO_BIG, f"message over {limit} bytes")
-        elif event.message_finished:
-            joiner = "" if type(event) is TextMessage else b""
+    def _fragment(self, frame: Frame) -> bool:
+        """Add a fragment of the message being received; False if the connection failed."""
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                self._parts.append(decoder.decode(frame.data, frame.fin))
+            except UnicodeDecodeError:
+                self._parts.clear()
+                self._fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+                return False
+        else:
+            self._parts.append(frame.data)
+        if frame.fin:
+            joiner = "" if decoder is not None else b""
             self._messages.append(joiner.join(self._parts))
             self.messages_received += 1
             self._parts.clear()
-            self._parts_size = 0
+            self._decoder = None
+        return True
 
-    def _close_frame(self, event: CloseConnection) -> None:
-        state = self._proto.state
-        if state is ConnectionState.REMOTE_CLOSING:
-            # the peer closes: answer (unless we owe a close of our own: it is the answer),
-            # report its code
-            self.close_frames_received += 1
-            if self._close_due is None:
-                self._close_due = event.response()
-            if self._closed is None:
-                self._closed = TransportClosed(event.code, event.reason)
-        elif state is ConnectionState.OPEN:
-            # wsproto could not parse a frame (1002, 1007): close with its code; the
-            # peer's reply could not be parsed either, so it is not waited for
-            self._parse_failed = True
-            self._fail(event.code, event.reason or "protocol error")
-        elif state is ConnectionState.LOCAL_CLOSING:
-            self._parse_failed = True  # a parse failure while we wait for the close reply
-        else:
-            # the reply to a close we sent
-            self.close_frames_received += 1
-            if self._closed is None:
-                self._closed = TransportClosed(event.code, event.reason)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Close from our side because of what the peer sent."""
-        if self._closed is None:
-            self._closed = TransportClosed(code, reason)
-        if self._close_due is None:
-            self._close_due = CloseConnection(code=code, reason=reason[:120])
+    def _close_frame(self) -> None:
+        """The peer's close frame: the first (the protocol has queued the reply) or the
+        reply to ours."""
+        self.close_frames_received += 1
+        received = self._proto.close_rcvd
+        if self._closed is None and received is not None:
+            self._closed = TransportClosed(int(received.code), received.reason)
 
     async def _flush(self) -> None:
         """Send what the batch owes: the close frame, else one pong, for the latest ping."""
@@ -285,7 +381,7 @@ class WebSocketConnection:
             self._pong_due = None
             if not (self._lost or self._send_broken):
                 try:
-                    await self._send_event(self._close_due, control=True)
+                    await self._send_frame(self._close_due)
                 except TransportClosed:
                     pass
             self._close_due = None
@@ -293,11 +389,11 @@ class WebSocketConnection:
         if self._closed is not None:
             self._pong_due = None
             return
+        pong, self._pong_due = self._pong_due, None
         try:
-            sent = await self._send_event(Pong(self._pong_due or b""), control=True)
+            sent = await self._send_frame(pong)
         except TransportClosed:
             sent = False
-        self._pong_due = None
         self.pongs_sent += sent
 
     def _connection_lost(self, reason: str) -> None:
@@ -312,12 +408,12 @@ class WebSocketConnection:
         the writer task only: it takes the send flag, as :meth:`send_message` does, and a
         cancellation part-way breaks the stream the same way. Does nothing once the
         connection is closing or closed; raises TransportClosed if it is broken."""
-        if self._closed is not None or self._proto.state is not ConnectionState.OPEN:
+        if self._closed is not None or self._proto.state is not _OPEN:
             await trio.lowlevel.checkpoint()
             return
         self._ping_counter += 1
         n = self._ping_counter
-        if await self._send_event(Ping(str(n).encode()), control=True, ping=n):
+        if await self._send_frame(None, _PING, str(n).encode(), ping=n):
             self.pings_sent += 1
 
     @property
@@ -357,16 +453,36 @@ class WebSocketConnection:
     async def send_message(self, message: WireMessage) -> None:
         if self._closed is not None:
             raise self._closed_error()
-        if not isinstance(message, (str, bytes)):
+        if type(message) is str:
+            await self._send_frame(None, _TEXT, message.encode())
+        elif isinstance(message, bytes):
+            await self._send_frame(None, _BINARY, message)
+        else:
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
-        await self._send_event(Message(data=message))  # pyright: ignore[reportArgumentType]  # str or bytes, checked above
 
-    async def _send_event(self, event, *, control: bool = False, ping: int = 0) -> bool:
-        """Frame ``event`` and send it. The frame is made only once this task holds the
-        send flag, so wsproto's state at that moment decides: nothing is framed after the
-        close frame has been (no data frame can follow it on the wire). A control frame
-        that no longer applies (a pong or a close reply once closed) is skipped: False.
-        ``ping``: the counter of the ping being sent, recorded as outstanding once framed."""
+    def _make(self, opcode: Opcode, payload: bytes) -> bytes | None:
+        """Frame ``payload``; None if the protocol's state no longer allows it (a close
+        frame has been sent or queued: no data frame can follow it on the wire)."""
+        proto = self._proto
+        try:
+            if opcode is _TEXT:
+                proto.send_text(payload)
+            elif opcode is _BINARY:
+                proto.send_binary(payload)
+            elif proto.state is _OPEN:
+                proto.send_ping(payload)
+            else:
+                return None
+        except (InvalidState, ProtocolError):
+            return None
+        return b"".join(proto.data_to_send())
+
+    async def _send_frame(self, frame: bytes | None, opcode: Opcode = _TEXT, payload: bytes = b"", *, ping: int = 0) -> bool:
+        """Send ``frame`` (made already: a pong, a close) or frame ``payload`` as ``opcode``
+        and send it. A frame is made only once this task holds the send flag, so the
+        protocol's state at that moment decides. A ping that no longer applies is skipped
+        (False); data raises TransportClosed. ``ping``: the counter of the ping being sent,
+        recorded as outstanding once framed."""
         while self._sending:  # another task is mid-send (rare: a pong during a frame)
             if self._send_idle is None:
                 self._send_idle = trio.Event()
@@ -377,12 +493,13 @@ class WebSocketConnection:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._lost or self._send_broken:
             raise TransportClosed(self._closed.code if self._closed else ABNORMAL_CLOSURE, "connection broken")
-        try:
-            data = self._proto.send(event)
-        except LocalProtocolError:
-            if control:
-                return False
-            raise self._closed_error() from None
+        data = frame
+        if data is None:
+            data = self._make(opcode, payload)
+            if data is None:
+                if ping:
+                    return False
+                raise self._closed_error()
         if ping:
             self._pings.append((ping, trio.current_time()))
         self._sending = True
@@ -404,6 +521,17 @@ class WebSocketConnection:
                 self._send_idle = None
         return True
 
+    def _own_close(self, code: int, reason: str | None) -> bytes:
+        """Our close frame (the protocol then expects the peer's reply). A code that may
+        not be sent on the wire (1005, 1006, out of range) goes out as 1011."""
+        proto = self._proto
+        text = (reason or "").encode()[:123].decode("utf-8", "ignore")  # a close reason's limit
+        try:
+            proto.send_close(code, text)
+        except ProtocolError:
+            proto.send_close(1011, text)
+        return b"".join(proto.data_to_send())
+
     # --- closing ------------------------------------------------------------------------
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
@@ -414,23 +542,21 @@ class WebSocketConnection:
             await trio.lowlevel.checkpoint()
             return
         self._aclosed = True
+        proto = self._proto
         try:
             if self._closed is None:
                 self._closed = TransportClosed(code, reason)
             if not self._lost and not self._send_broken:
                 close = self._close_due
-                if close is None and self._proto.state is ConnectionState.OPEN:
-                    close = CloseConnection(code=code, reason=reason)
+                if close is None and proto.state is _OPEN:
+                    close = self._own_close(code, reason)
                 if close is not None:
                     try:
-                        await self._send_event(close, control=True)
+                        await self._send_frame(close)
                     except TransportClosed:
                         pass
                     self._close_due = None
-            while (
-                self._proto.state is ConnectionState.LOCAL_CLOSING
-                and not (self._lost or self._send_broken or self._parse_failed)
-            ):
+            while proto.close_rcvd is None and not (self._lost or self._send_broken or self._parse_failed):
                 await self._fill()  # until the peer's close frame (its messages are dropped)
         finally:
             await aclose_quietly(self._stream)

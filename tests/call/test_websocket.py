@@ -1390,11 +1390,10 @@ async def test_unsent_bytes_over_tcp_rise_while_the_peer_does_not_read_and_fall_
 async def test_unsent_bytes_of_a_tls_stream_come_from_its_tcp_socket(tcp_pair):
     import ssl
 
-    from wsproto.connection import Connection
 
     server_stream, _ = await tcp_pair()
     tls = trio.SSLStream(server_stream, ssl.create_default_context(), server_hostname="engine.example")
-    conn = WebSocketConnection(tls, Connection(ConnectionType.SERVER))
+    conn = WebSocketConnection(tls)
     assert conn.unsent_bytes() == 0
 
 
