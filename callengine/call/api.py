@@ -63,12 +63,14 @@ class _Port(Protocol):
     def statistics(self) -> CallStatistics: ...
 
 
-async def _yield_after_work() -> None:
+async def _yield_after_work(port: Any) -> None:
     """The schedule point of play, mark and write, taken after their (synchronous) work, as
     trio's own channel send does: the writer task is woken before the agent yields, so the
-    audio goes out one scheduler batch sooner than with a checkpoint before the work. A cancelled
+    audio goes out one scheduler batch sooner than with a checkpoint before the work. It is
+    skipped when the agent has just yielded anyway (``AgentPort.should_yield``). A cancelled
     agent still learns of it at the ``checkpoint_if_cancelled`` these calls start with."""
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    if port.should_yield():
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -145,7 +147,7 @@ class Call:
         try:
             return self._port.enqueue_audio(audio, sample_rate or self.info.sample_rate, finish=True)
         finally:
-            await _yield_after_work()
+            await _yield_after_work(self._port)
 
     @contextlib.asynccontextmanager
     async def open_playback(self, sample_rate: int | None = None) -> AsyncIterator["PlaybackWriter"]:
@@ -171,7 +173,7 @@ class Call:
         try:
             return self._port.enqueue_mark(name)
         finally:
-            await _yield_after_work()
+            await _yield_after_work(self._port)
 
     async def clear(self) -> list[PlaybackResult]:
         """Stop playback now: drop queued audio (here and at the provider), settle marks.
@@ -296,7 +298,7 @@ class PlaybackWriter:
             else:
                 self._port.extend_audio(self.playback, audio)
         finally:
-            await _yield_after_work()
+            await _yield_after_work(self._port)
 
     def close(self) -> None:
         if self.playback is None:

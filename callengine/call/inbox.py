@@ -52,6 +52,8 @@ class Inbox(Generic[T]):
         self._gets = 0
         self._gets_seen = 0
         self._puts_since_look = 0
+        #: times the consumer yielded in get() (parked, or took its checkpoint)
+        self.yields = 0
         self.audio_dropped = 0
         self.audio_unread = 0
         self.events_dropped = 0
@@ -148,12 +150,14 @@ class Inbox(Generic[T]):
                 item = self.get_nowait()
             except trio.WouldBlock:
                 self._gets += 1  # a waiting agent is a reading agent
+                self.yields += 1
                 await self._lot.park()
                 parked = True
                 continue
             if not parked:
                 # parking was already a full checkpoint; a second yield per item would
                 # cost a trip through the scheduler for every audio frame
+                self.yields += 1
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return item
 

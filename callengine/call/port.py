@@ -29,7 +29,11 @@ from .writer import Writer
 if TYPE_CHECKING:
     from .bargein import BargeInControl
 
-__all__ = ["AgentPort", "ClosedPort", "CallEnded"]
+__all__ = ["AgentPort", "ClosedPort", "CallEnded", "WORK_BETWEEN_YIELDS"]
+
+#: play, mark and write calls in a row (the agent not having yielded in between) after
+#: which one of them yields
+WORK_BETWEEN_YIELDS = 16
 
 class CallEnded(Exception):
     """The call is over: raised by ``play``, ``mark`` and friends when used after the end."""
@@ -69,6 +73,27 @@ class AgentPort:
         self._control = control
         #: caller audio is queued for the agent only while it may still read it
         self.listening = True
+        self._yields_seen = 0
+        self._work = 0
+
+    def should_yield(self) -> bool:
+        """Whether the play, mark or write that just did its work should also yield.
+
+        Not if the agent has yielded since the previous one (it waited in the inbox):
+        an agent that answers every event with a write then takes one trip through the
+        scheduler per event instead of two. One that keeps writing without waiting for
+        anything yields every WORK_BETWEEN_YIELDS calls, so it cannot hold the loop. Each
+        of these calls is a cancellation point either way."""
+        yields = self._inbox.yields
+        if yields != self._yields_seen:
+            self._yields_seen = yields
+            self._work = 1
+            return False
+        self._work += 1
+        if self._work >= WORK_BETWEEN_YIELDS:
+            self._work = 0
+            return True
+        return False
 
     # --- inbound --------------------------------------------------------------------
 
@@ -221,6 +246,9 @@ class ClosedPort:
 
     def _refuse(self) -> CallEnded:
         return CallEnded(f"the call has ended ({self.end_cause})")
+
+    def should_yield(self) -> bool:
+        return True
 
     async def next_event(self) -> Event:
         await trio.lowlevel.checkpoint()
