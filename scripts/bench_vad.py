@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-frame CPU cost of the default voice activity path, optionally against another revision.
 
-    python scripts/bench_vad.py [--baseline REV] [--rates 8000 16000] [--repeats 21] [--dtmf]
+    python scripts/bench_vad.py [--baseline REV] [--check] [--rates 8000 16000] [--repeats 21] [--dtmf]
 
 Times, per 20 ms frame handed over as PCM16 bytes (what the reader gets from the codec):
 
@@ -21,6 +21,12 @@ With ``--baseline REV`` the same cases run against callengine/audio/vad.py and
 callengine/call/bargein.py as of REV (``git show``; loaded as separate modules, the rest of
 the package is this tree's), old and new timed alternately in one run; the table gives old,
 new and old/new. Without it, only this tree is timed.
+
+``--check`` (with ``--baseline``) first runs both EnergyVads over the corpus of
+tests/audio/test_vad.py (the clean corpus, white, pink and babble noise at 20, 10, 5 and 0 dB
+SNR, and the noise-only level steps, at each rate), fed one 20 ms frame at a time both as
+bytes and as int16 arrays, and counts the frames whose verdict (or start, end) differs and
+those whose score is not bit-identical.
 """
 
 from __future__ import annotations
@@ -140,6 +146,32 @@ def time_per_frame(fn, frames: list[bytes]) -> float:
     return (time.perf_counter() - t0) / len(frames) * 1e6
 
 
+def check_verdicts(vad_old: types.ModuleType, rates: list[int]) -> None:
+    from tests.audio.test_vad import build_corpus, noise_steps, noisy_corpus
+
+    total = differ = inexact = 0
+    worst = 0.0
+    for rate in rates:
+        audios = [build_corpus(rate).clean]
+        audios += [noisy_corpus(rate, k, snr)[0] for k in ("white", "pink", "babble") for snr in (20, 10, 5, 0)]
+        audios += [noise_steps(k, rate)[0] for k in ("white", "pink", "brown", "babble")]
+        n = rate * FRAME_MS // 1000
+        for audio in audios:
+            for as_bytes in (True, False):
+                old, new = vad_old.EnergyVad(rate), vad_new.EnergyVad(rate)
+                for i in range(0, len(audio) - n + 1, n):
+                    chunk = audio[i : i + n]
+                    payload = chunk.astype("<i2").tobytes() if as_bytes else chunk
+                    for a, b in zip(old.process(payload), new.process(payload), strict=True):
+                        total += 1
+                        differ += (a.start, a.end, a.is_speech) != (b.start, b.end, b.is_speech)
+                        if a.score != b.score:
+                            inexact += 1
+                            worst = max(worst, abs(a.score - b.score))
+    print(f"verdicts on the test corpus ({', '.join(map(str, rates))} Hz, bytes and arrays): {total} frames, "
+          f"{differ} verdicts differ, {inexact} scores not bit-identical (largest difference {worst:.3g})")
+
+
 async def run(args: argparse.Namespace) -> None:
     impls = {"new": (vad_new, bargein_new)}
     if args.baseline:
@@ -152,6 +184,8 @@ async def run(args: argparse.Namespace) -> None:
             swap={"callengine.audio.vad": vad_old},
         )
         impls = {"old": (vad_old, bargein_old), **impls}
+        if args.check:
+            check_verdicts(vad_old, args.rates)
     cases = ["energy/speech", "energy/noise", "energy/silence", "segmenter", "analyzer"]
     print(f"numpy {np.__version__}, python {sys.version.split()[0]}, {args.repeats} repeats, us per {FRAME_MS} ms frame (median)")
     if args.baseline:
@@ -179,12 +213,15 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--baseline", metavar="REV", help="git revision to compare with (e.g. HEAD, main)")
+    parser.add_argument("--check", action="store_true", help="with --baseline: compare the verdicts on the test corpus first")
     parser.add_argument("--rates", type=int, nargs="+", default=[8000, 16000])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--dtmf", action="store_true", help="run the in-band DTMF detector in the analyzer too")
     args = parser.parse_args()
+    if args.check and not args.baseline:
+        parser.error("--check compares with the --baseline revision")
     trio.run(run, args)
 
 

@@ -370,9 +370,9 @@ class EnergyVad(VoiceActivityDetector):
         # Work buffers of the per-frame path, so a frame allocates no arrays: the frame as
         # int16 (bytes are copied in through ``_pcm``), as float64, and the band's DFT.
         self._frame = np.zeros(frame_samples, dtype=np.int16)
-        self._pcm = memoryview(self._frame).cast("B") if sys.byteorder == "little" else None
+        self._pcm = self._frame.data.cast("B") if sys.byteorder == "little" else None
         self._x = _aligned(frame_samples)
-        self._y = None if self._basis is None else _aligned(self._basis.shape[0])
+        self._y = _aligned(0 if self._basis is None else self._basis.shape[0])
         # A frame of zeros has no band energy whatever the method: no need to measure it.
         self._zero_pcm = bytes(2 * frame_samples)
         self._zero_dbfs = 10.0 * math.log10(0.0 * self._scale + 1e-13)
