@@ -405,17 +405,12 @@ class EnergyVad(VoiceActivityDetector):
         ):
             return super().process(audio)
         # Exactly one frame of PCM and nothing carried, the case of every frame on a live
-        # call: the same arithmetic as _energy() and _step(), without building arrays.
+        # call: what the base class does, without its buffering and temporary arrays.
         if audio == self._zero_pcm:
             e = self._zero_dbfs
-        elif self._basis is None:
-            e = self._energy(np.frombuffer(audio, dtype="<i2"))
         else:
             self._pcm[:] = audio
-            x, y = self._x, self._y
-            x[:] = self._frame
-            np.dot(self._basis, x, out=y)
-            e = 10.0 * math.log10(float(y.dot(y)) * self._scale + 1e-13)
+            e = self._energy(self._frame)
         speech, score = self._step(e)
         start = self._next_frame_start
         end = self._next_frame_start = start + self._frame_samples
