@@ -383,6 +383,15 @@ class EnergyVad(VoiceActivityDetector):
         """The current noise floor estimate in dBFS (None before the first frame)."""
         return self._floor
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        del state["_pcm"]  # a memoryview (of _frame) neither pickles nor copies
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._pcm = self._frame.data.cast("B") if sys.byteorder == "little" else None
+
     def _reset_model(self) -> None:
         self._floor = None if self.initial_floor_dbfs is None else float(self.initial_floor_dbfs)
         # The quietest frame of the last ``_window_frames`` non-silent ones, kept as a

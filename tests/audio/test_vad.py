@@ -31,8 +31,10 @@ Measured figures for every detector: ``python scripts/vad_report.py``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
+import pickle
 import sys
 from collections import deque
 from itertools import accumulate
@@ -601,6 +603,18 @@ def test_basis_and_work_buffers_are_64_byte_aligned(rate):
     vad = EnergyVad(rate)
     for a in (vad._basis, vad._x, vad._y):
         assert a is not None and a.ctypes.data % 64 == 0
+
+
+def test_energy_vad_copies_and_pickles_mid_stream():
+    audio = _stream_clip(8000)
+    vad = EnergyVad(8000)
+    for i in range(0, 8000, 160):
+        vad.process(audio[i : i + 160].tobytes())
+    rest = [audio[i : i + 160].tobytes() for i in range(8000, 16000, 160)]
+    twins = [copy.deepcopy(vad), pickle.loads(pickle.dumps(vad))]
+    expected = [f for pcm in rest for f in vad.process(pcm)]
+    for twin in twins:
+        assert [f for pcm in rest for f in twin.process(pcm)] == expected
 
 
 class _PlainFloor:
