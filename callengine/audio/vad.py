@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+import sys
 import threading
 import weakref
 from collections import deque
@@ -262,9 +263,23 @@ def _band_basis(frame_samples: int, first_bin: int, n_bins: int) -> np.ndarray |
         return None
     bins = np.arange(first_bin, first_bin + n_bins)
     phase = 2.0 * np.pi * np.outer(bins, np.arange(frame_samples)) / frame_samples
-    basis = np.vstack([np.cos(phase), np.sin(phase)]) * np.hanning(frame_samples)
+    basis = _aligned((2 * n_bins, frame_samples))
+    np.multiply(np.vstack([np.cos(phase), np.sin(phase)]), np.hanning(frame_samples), out=basis)
     basis.setflags(write=False)
     return basis
+
+
+def _aligned(shape: int | tuple[int, ...]) -> np.ndarray:
+    """A zeroed float64 array whose data starts on a 64-byte boundary.
+
+    numpy only guarantees 16 bytes; BLAS's vector kernels run noticeably slower on operands
+    that are not 32-byte aligned, so without this the VAD's cost would vary from one
+    process to the next with where the allocator happened to put the basis.
+    """
+    n = int(np.prod(shape))
+    raw = np.zeros(n + 8, dtype=np.float64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip : skip + n].reshape(shape)
 
 
 class EnergyVad(VoiceActivityDetector):
@@ -352,6 +367,15 @@ class EnergyVad(VoiceActivityDetector):
         self._excess_alpha = min(1.0, dt / (fluctuation_time_ms / 1000.0))
         self._stationary_frames = max(2, int(math.ceil(stationary_ms / 1000.0 / dt)))
         self._window_frames = max(1, int(math.ceil(floor_window_ms / 1000.0 / dt)))
+        # Work buffers of the per-frame path, so a frame allocates no arrays: the frame as
+        # int16 (bytes are copied in through ``_pcm``), as float64, and the band's DFT.
+        self._frame = np.zeros(frame_samples, dtype=np.int16)
+        self._pcm = self._frame.data.cast("B") if sys.byteorder == "little" else None
+        self._x = _aligned(frame_samples)
+        self._y = _aligned(0 if self._basis is None else self._basis.shape[0])
+        # A frame of zeros has no band energy whatever the method: no need to measure it.
+        self._zero_pcm = bytes(2 * frame_samples)
+        self._zero_dbfs = 10.0 * math.log10(0.0 * self._scale + 1e-13)
         self._reset_model()
 
     @property
@@ -359,11 +383,47 @@ class EnergyVad(VoiceActivityDetector):
         """The current noise floor estimate in dBFS (None before the first frame)."""
         return self._floor
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        del state["_pcm"]  # a memoryview (of _frame) neither pickles nor copies
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._pcm = self._frame.data.cast("B") if sys.byteorder == "little" else None
+
     def _reset_model(self) -> None:
         self._floor = None if self.initial_floor_dbfs is None else float(self.initial_floor_dbfs)
-        self._recent: deque[float] = deque(maxlen=self._window_frames)  # for the window minimum
+        # The quietest frame of the last ``_window_frames`` non-silent ones, kept as a
+        # monotonic deque: (index, energy) pairs with increasing energies, the oldest first,
+        # so the minimum is the first entry and each frame is pushed and popped once,
+        # instead of a min() over the whole window every frame.
+        self._window_min: deque[tuple[int, float]] = deque()
+        self._frames_seen = 0  # non-silent frames since the reset: the next index
         self._run: deque[float] = deque(maxlen=self._stationary_frames)  # above-threshold run
         self._excess = 0.0  # mean height of non-speech frames above the floor, dB
+
+    def process(self, audio: bytes | bytearray | memoryview | np.ndarray) -> list[VadFrame]:
+        """Consume ``audio``; return the verdicts of the analysis frames it completed."""
+        if (
+            type(audio) is not bytes
+            or len(audio) != len(self._zero_pcm)
+            or self._odd_byte
+            or len(self._pending)
+            or self._pcm is None
+        ):
+            return super().process(audio)
+        # Exactly one frame of PCM and nothing carried, the case of every frame on a live
+        # call: what the base class does, without its buffering and temporary arrays.
+        if audio == self._zero_pcm:
+            e = self._zero_dbfs
+        else:
+            self._pcm[:] = audio
+            e = self._energy(self._frame)
+        speech, score = self._step(e)
+        start = self._next_frame_start
+        end = self._next_frame_start = start + self._frame_samples
+        return [VadFrame(start, end, speech, score)]
 
     def band_energy_dbfs(self, frames: np.ndarray) -> np.ndarray:
         """Energy in the analysis band of each row of ``frames`` (int16), in dBFS.
@@ -376,8 +436,10 @@ class EnergyVad(VoiceActivityDetector):
     def _energy(self, row: np.ndarray) -> float:
         basis = self._basis
         if basis is not None:
-            y = basis @ row.astype(np.float64)
-            power = float(y @ y)
+            x, y = self._x, self._y
+            x[:] = row
+            np.dot(basis, x, out=y)
+            power = float(y.dot(y))
         else:
             spec = np.fft.rfft(row * self._window)[self._band]
             power = float(np.sum(spec.real**2 + spec.imag**2))
@@ -395,31 +457,58 @@ class EnergyVad(VoiceActivityDetector):
         return min(self.max_margin_db, max(self.margin_db, self.fluctuation_factor * self._excess))
 
     def _step(self, e: float) -> tuple[bool, float]:
+        # Runs once per frame: min() and max() of two floats are spelled as comparisons,
+        # which pick the same operand as the builtins do (ties and all) at a fraction of
+        # the cost, and margin_now_db is inlined.
         floor = self._floor
         if e <= self.silence_dbfs:
             self._run.clear()  # digital silence: no evidence about the noise, no speech
         else:
-            self._recent.append(e)
+            window_min = self._window_min
+            while window_min and window_min[-1][1] >= e:
+                window_min.pop()
+            n = self._frames_seen
+            window_min.append((n, e))
+            if window_min[0][0] <= n - self._window_frames:
+                window_min.popleft()  # out of the window (at most one leaves per frame)
+            self._frames_seen = n + 1
             if floor is None or e < floor:
                 floor = e  # fast fall
             else:
-                floor = min(e, floor + self._rise_per_frame)  # slow rise
-                floor = max(floor, min(self._recent))  # never below the window's quietest frame
-            margin_db = self.margin_now_db
+                rise = floor + self._rise_per_frame
+                floor = rise if rise < e else e  # slow rise
+                quietest = window_min[0][1]
+                if quietest > floor:
+                    floor = quietest  # never below the window's quietest frame
+            fx = self.fluctuation_factor * self._excess
+            margin_db = fx if fx > self.margin_db else self.margin_db
+            if margin_db >= self.max_margin_db:
+                margin_db = self.max_margin_db
             if e < floor + margin_db:
                 self._run.clear()
                 self._excess += self._excess_alpha * (e - floor - self._excess)
             else:
-                self._run.append(e)
-                if len(self._run) == self._run.maxlen and max(self._run) - min(self._run) <= self.stationary_spread_db:
-                    floor = max(floor, min(self._run))  # steady and loud: a new noise level
-                    self._run.clear()
+                run = self._run
+                run.append(e)
+                if len(run) == run.maxlen and max(run) - min(run) <= self.stationary_spread_db:
+                    quietest = min(run)
+                    if quietest > floor:
+                        floor = quietest  # steady and loud: a new noise level
+                    run.clear()
             self._floor = floor
         if e <= self.min_level_dbfs:
             return False, 0.0
-        margin = e - ((floor if floor is not None else self.min_level_dbfs) + self.margin_now_db)
-        score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, margin / 2.0))))
-        return margin >= 0.0, score
+        fx = self.fluctuation_factor * self._excess
+        margin_db = fx if fx > self.margin_db else self.margin_db
+        if margin_db >= self.max_margin_db:
+            margin_db = self.max_margin_db
+        margin = e - ((floor if floor is not None else self.min_level_dbfs) + margin_db)
+        half = margin / 2.0
+        if half >= 50.0:
+            half = 50.0
+        elif half <= -50.0:
+            half = -50.0
+        return margin >= 0.0, 1.0 / (1.0 + math.exp(-half))
 
 
 # --- webrtcvad ----------------------------------------------------------------------

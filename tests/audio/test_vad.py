@@ -31,8 +31,12 @@ Measured figures for every detector: ``python scripts/vad_report.py``.
 
 from __future__ import annotations
 
+import copy
 import functools
+import math
+import pickle
 import sys
+from collections import deque
 from itertools import accumulate
 from pathlib import Path
 from typing import NamedTuple
@@ -523,6 +527,165 @@ def test_reset_restarts_stream_time():
     vad.reset()
     assert vad.position == 0
     assert vad.process(audio) == first
+
+
+# --- EnergyVad's per-frame path against its plain formulation -------------------------
+
+
+def _fft_band_dbfs(vad: EnergyVad, frame: np.ndarray) -> float:
+    """Band energy of one frame straight from the definition: rfft, band mask, Parseval."""
+    w = np.hanning(vad.frame_samples)
+    spec = np.fft.rfft(frame.astype(np.float64) * w)
+    f = np.fft.rfftfreq(vad.frame_samples, 1.0 / vad.sample_rate)
+    band = (f >= 200.0) & (f <= min(3400.0, vad.sample_rate / 2))
+    power = float(np.sum(np.abs(spec[band]) ** 2))
+    scale = 2.0 / (vad.frame_samples * float(np.sum(w * w)) * 32768.0**2)
+    return 10.0 * np.log10(power * scale + 1e-13)
+
+
+def _awkward_stream(rate: int) -> np.ndarray:
+    """Speech in noise, digital silence, +-1 LSB, lone clicks, full-scale noise, DC."""
+    n = rate // 50
+    rng = np.random.default_rng(rate)
+    click = np.zeros(3 * n, np.int16)
+    click[[5, n + 17, 3 * n - 1]] = [1, -32768, 32767]
+    return np.concatenate(
+        [
+            _stream_clip(rate)[: 2 * rate],
+            np.zeros(rate // 2, np.int16),
+            rng.integers(-1, 2, rate // 4).astype(np.int16),
+            click,
+            rng.integers(-32768, 32768, rate // 4).astype(np.int16),
+            np.full(5 * n, 32767, np.int16),
+            np.zeros(2 * n + 7, np.int16),
+            _stream_clip(rate)[2 * rate :],
+        ]
+    )
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_one_frame_bytes_path_matches_the_general_path(rate, monkeypatch):
+    # A live call hands the detector one frame of PCM bytes at a time, which EnergyVad
+    # measures without the base class's buffering; any other chunking takes the general
+    # path. Both must give the same frames, bit for bit, and the right energies.
+    audio = _awkward_stream(rate)
+    n = EnergyVad(rate).frame_samples
+    fast = EnergyVad(rate)
+    energies: list[float] = []
+    step = fast._step
+    fast._step = lambda e: (energies.append(e), step(e))[1]  # type: ignore[method-assign]
+    general_calls = []
+    base_process = VoiceActivityDetector.process
+    monkeypatch.setattr(VoiceActivityDetector, "process", lambda self, a: (general_calls.append(self), base_process(self, a))[1])
+    by_frame = []
+    for i in range(0, len(audio) - n + 1, n):
+        by_frame += fast.process(audio[i : i + n].astype("<i2").tobytes())
+    assert fast not in general_calls  # every frame took the one-frame path
+    for sizes, as_bytes in (([n + 1, 1, 3 * n - 2, 7], False), ([2 * n + 1, 1, n - 1, 5 * n], True), ([len(audio)], False)):
+        vad = EnergyVad(rate)
+        payload = int16_to_pcm16(audio) if as_bytes else audio
+        frames, pos, k = [], 0, 0
+        while pos < len(payload):
+            frames += vad.process(payload[pos : pos + sizes[k % len(sizes)]])
+            pos += sizes[k % len(sizes)]
+            k += 1
+        assert frames == by_frame, (sizes, as_bytes)
+    rows = audio[: len(by_frame) * n].reshape(-1, n)
+    np.testing.assert_allclose(energies, [_fft_band_dbfs(fast, r) for r in rows], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(energies, EnergyVad(rate).band_energy_dbfs(rows))
+    assert any(f.is_speech for f in by_frame) and not all(f.is_speech for f in by_frame)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_basis_and_work_buffers_are_64_byte_aligned(rate):
+    # BLAS's matrix-vector kernel is much slower on a misaligned matrix; numpy alone only
+    # promises 16 bytes, so without this the cost would vary with the allocator.
+    vad = EnergyVad(rate)
+    for a in (vad._basis, vad._x, vad._y):
+        assert a is not None and a.ctypes.data % 64 == 0
+
+
+def test_energy_vad_copies_and_pickles_mid_stream():
+    audio = _stream_clip(8000)
+    vad = EnergyVad(8000)
+    for i in range(0, 8000, 160):
+        vad.process(audio[i : i + 160].tobytes())
+    rest = [audio[i : i + 160].tobytes() for i in range(8000, 16000, 160)]
+    twins = [copy.deepcopy(vad), pickle.loads(pickle.dumps(vad))]
+    expected = [f for pcm in rest for f in vad.process(pcm)]
+    for twin in twins:
+        assert [f for pcm in rest for f in twin.process(pcm)] == expected
+
+
+class _PlainFloor:
+    """EnergyVad's per-frame decision as first written (min() over a deque for the window
+    minimum, the builtins for the rest): the reference for its optimised _step."""
+
+    def __init__(self, vad: EnergyVad) -> None:
+        self.v = vad
+        self.floor = vad.initial_floor_dbfs
+        self.recent: deque[float] = deque(maxlen=vad._window_frames)
+        self.run: deque[float] = deque(maxlen=vad._stationary_frames)
+        self.excess = 0.0
+
+    def margin_now(self) -> float:
+        v = self.v
+        return min(v.max_margin_db, max(v.margin_db, v.fluctuation_factor * self.excess))
+
+    def step(self, e: float) -> tuple[bool, float]:
+        v, floor = self.v, self.floor
+        if e <= v.silence_dbfs:
+            self.run.clear()
+        else:
+            self.recent.append(e)
+            if floor is None or e < floor:
+                floor = e
+            else:
+                floor = min(e, floor + v._rise_per_frame)
+                floor = max(floor, min(self.recent))
+            if e < floor + self.margin_now():
+                self.run.clear()
+                self.excess += v._excess_alpha * (e - floor - self.excess)
+            else:
+                self.run.append(e)
+                if len(self.run) == self.run.maxlen and max(self.run) - min(self.run) <= v.stationary_spread_db:
+                    floor = max(floor, min(self.run))
+                    self.run.clear()
+            self.floor = floor
+        if e <= v.min_level_dbfs:
+            return False, 0.0
+        margin = e - ((floor if floor is not None else v.min_level_dbfs) + self.margin_now())
+        score = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, margin / 2.0))))
+        return margin >= 0.0, score
+
+
+# Energies with many exact ties (the window minimum and the run's spread see equal values)
+# and the thresholds themselves, among arbitrary ones.
+_ENERGIES = st.one_of(
+    st.sampled_from([-130.0, -80.0, -60.0, -55.0, -50.0, -47.0, -44.0, -40.0, -30.0, -20.0, 0.0]),
+    st.floats(-140.0, 3.0, allow_nan=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    energies=st.lists(_ENERGIES, min_size=1, max_size=400),
+    window_ms=st.sampled_from([20.0, 40.0, 100.0, 300.0, 1500.0]),
+    stationary_ms=st.sampled_from([40.0, 60.0, 200.0]),
+    spread_db=st.sampled_from([0.0, 3.0, 20.0]),
+    initial=st.sampled_from([None, -70.0, -40.0]),
+)
+def test_floor_step_matches_the_plain_formulation(energies, window_ms, stationary_ms, spread_db, initial):
+    vad = EnergyVad(
+        8000, floor_window_ms=window_ms, stationary_ms=stationary_ms, stationary_spread_db=spread_db, initial_floor_dbfs=initial
+    )
+    plain = _PlainFloor(vad)
+    for e in energies:
+        assert vad._step(e) == plain.step(e)
+        assert vad.noise_floor_dbfs == plain.floor
+        assert vad._excess == plain.excess and list(vad._run) == list(plain.run)
+        # the monotonic deque's head is the window's minimum
+        assert (vad._window_min[0][1] if vad._window_min else None) == (min(plain.recent) if plain.recent else None)
 
 
 # --- segmenter logic with a scripted detector -----------------------------------------
