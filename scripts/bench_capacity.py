@@ -85,7 +85,8 @@ start-up (module imports) and the teardown are not charged to the frames.
     python scripts/bench_capacity.py --servers all --runs 3 --provider knowlarity     # the same on Knowlarity
     python scripts/bench_capacity.py --row talk --runs 3                              # the talk row, N = 20, 40, 60
     python scripts/bench_capacity.py --row talk --provider knowlarity
-    python scripts/bench_capacity.py --servers all --profile 60 --profile-only        # where each server's time goes
+    python scripts/bench_capacity.py --servers all --profile 60 --profile-only --step-seconds 15
+                                                     # where each server's time goes (window: step - ramp - 1.5 s)
     python scripts/bench_capacity.py --pin           # server on CPU 0, load generators on the rest
     python scripts/bench_capacity.py --servers engine,baseline --baseline-tree /tmp/old
     python scripts/bench_capacity.py --servers engine,engine-w2                       # one process against --workers 2

@@ -3,6 +3,7 @@
 ::
 
     callengine load ws://127.0.0.1:8080/awaaz --provider awaaz --calls 100 --seconds 10 --ramp 2
+    callengine load ws://127.0.0.1:8080/awaaz --provider awaaz --calls 40 --seconds 20 --ramp 2 --traffic talk
 
 Each call is the PROVIDER role of the project's codec driven directly over trio-websocket
 (not the full :class:`~callengine.testing.provider.SimulatedProvider`, which keeps a
