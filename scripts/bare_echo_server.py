@@ -1,69 +1,37 @@
 #!/usr/bin/env python
-"""The baseline for bench_capacity.py: an Awaaz echo server on plain trio-websocket.
+"""The baseline for bench_capacity.py: an Awaaz / Knowlarity echo server on plain trio-websocket.
 
-No engine: for every ``media`` message it parses the JSON, base64-decodes the payload,
-wraps it in a 44-byte WAV header (as the engine does for Awaaz), base64-encodes it and
-sends it straight back as an Awaaz ``media`` message with the same fields the engine
-sends (stream_sid, sequence_number, chunk, timestamp). ``stop`` closes the connection.
-No pacing, no playout ledger, no VAD, no agent task: the least work a Python echo over
-trio-websocket can do, which is what the engine is compared with. It runs with the same
-garbage-collector settings as ``callengine serve`` (callengine.cli.tune_gc_for_serving),
-so the comparison is of the work per call, not of collector pauses.
+No engine: the message handling of scripts/echo_handling.py (parse, base64-decode,
+WAV-wrap, re-encode, send back; Awaaz ``stop`` or Knowlarity's empty frame closes) over
+trio-websocket, the WebSocket library the engine itself uses. The same handling runs over
+websockets (bare_echo_websockets.py) and picows (bare_echo_picows.py). It runs with the
+same garbage-collector settings as ``callengine serve``.
 
-    python scripts/bare_echo_server.py --port 8090
+    python scripts/bare_echo_server.py --port 8090     # ws://127.0.0.1:8090/awaaz or /knowlarity
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import gc
-import json
 import signal
-import struct
 import sys
 
 import trio
 from trio_websocket import ConnectionClosed, serve_websocket
 
-RATE = 8000
-
-
-def wav_header(data_bytes: int, rate: int = RATE) -> bytes:
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data_bytes,
-    )
+from echo_handling import MAX_MESSAGE, EchoSession, subprotocol_for, tune_gc
 
 
 async def handler(request) -> None:
-    ws = await request.accept()
-    stream_sid = ""
-    seq = chunks = samples = 0
+    path = request.path
+    ws = await request.accept(subprotocol=subprotocol_for(path, request.proposed_subprotocols))
+    session = EchoSession(path)
+    handle = session.handle
     try:
-        while True:
-            msg = json.loads(await ws.get_message())
-            event = msg.get("event")
-            if event == "media":
-                pcm = base64.b64decode(msg["media"]["payload"])
-                seq += 1
-                chunks += 1
-                samples += len(pcm) // 2
-                out = {
-                    "event": "media",
-                    "sequence_number": seq,
-                    "stream_sid": stream_sid,
-                    "media": {
-                        "chunk": chunks,
-                        "timestamp": str(samples * 1000 // RATE),
-                        "payload": base64.b64encode(wav_header(len(pcm)) + pcm).decode("ascii"),
-                    },
-                }
-                await ws.send_message(json.dumps(out, separators=(",", ":")))
-            elif event == "start":
-                stream_sid = msg.get("stream_sid") or (msg.get("start") or {}).get("stream_sid", "")
-            elif event == "stop":
-                break
+        while not session.done:
+            reply = handle(await ws.get_message())
+            if reply is not None:
+                await ws.send_message(reply)
     except ConnectionClosed:
         return
     with trio.move_on_after(2, shield=True):
@@ -75,11 +43,11 @@ async def main(host: str, port: int) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 lambda task_status: serve_websocket(
-                    handler, host, port, None, message_queue_size=64, max_message_size=256 * 1024,
+                    handler, host, port, None, message_queue_size=64, max_message_size=MAX_MESSAGE,
                     disconnect_timeout=2, task_status=task_status,
                 )
             )
-            print(f"bare echo server listening on ws://{host}:{port}", flush=True)
+            print(f"bare echo server (trio-websocket) listening on ws://{host}:{port}", flush=True)
             async for _ in signals:
                 break
             nursery.cancel_scope.cancel()
@@ -90,10 +58,7 @@ if __name__ == "__main__":
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090)
     args = p.parse_args()
-    # the same collector settings as `callengine serve` (see callengine.cli.tune_gc_for_serving)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(5000, 50, 100)
+    tune_gc()
     try:
         trio.run(main, args.host, args.port)
     except KeyboardInterrupt:

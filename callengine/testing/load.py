@@ -3,6 +3,7 @@
 ::
 
     callengine load ws://127.0.0.1:8080/awaaz --provider awaaz --calls 100 --seconds 10 --ramp 2
+    callengine load ws://127.0.0.1:8080/awaaz --provider awaaz --calls 40 --seconds 20 --ramp 2 --traffic talk
 
 Each call is the PROVIDER role of the project's codec driven directly over trio-websocket
 (not the full :class:`~callengine.testing.provider.SimulatedProvider`, which keeps a
@@ -46,6 +47,15 @@ the engine plays back, and so knows, per frame:
 Statistics (latency, jitter, underruns) cover frames sent after ``warmup`` seconds (by
 default the ramp), i.e. the steady state with every call up; counts cover the whole run.
 
+**Talk traffic** (``traffic="talk"``, ``--traffic talk``) is for a conversational agent
+instead (scripts/bench_agent.py): each caller follows the script of :mod:`._talk`, a
+16 s loop of speech (the bundled prompt recording) with pauses, speech over the bot's
+answer (a barge-in) and a key press (a DTMF event on Awaaz, an in-band tone on
+Knowlarity), starting at a different point of the loop for each call. Frames carry no
+marker and nothing is matched: round trip, drops, tails and underruns stay empty (the
+engine counts its own underruns and drops), and the result's ``talk`` holds what the caller
+side saw: utterances and keys sent, bot audio received, clears, marks echoed.
+
 Bounded: at most :data:`MAX_CALLS` calls and :data:`MAX_SECONDS` seconds, loopback hosts
 only, and every wait has a deadline; the run ends by itself after about ``seconds`` +
 ``drain`` + a close timeout.
@@ -71,7 +81,7 @@ import trio
 
 from ..call.transport import aclose_quietly
 from ..errors import ProtocolError
-from ..events import CallerAudio, CallStarted, CallStopped, Clear, Hangup, Mark, MarkEchoed, PlayAudio, Transfer
+from ..events import CallerAudio, CallStarted, CallStopped, Clear, Dtmf, Hangup, Mark, MarkEchoed, PlayAudio, Transfer
 from ..protocols.base import Role
 from ..protocols.registry import CODECS, create_codec, get_codec
 
@@ -79,6 +89,7 @@ __all__ = ["LoadConfig", "LoadResult", "Stats", "run_load", "add_load_parser", "
 
 MAX_CALLS = 2000
 MAX_SECONDS = 600.0
+TRAFFIC = ("echo", "talk")
 KNOWLARITY_SUBPROTOCOL = "audio.drachtio.org"
 
 # The per-frame marker: four int16 samples at the start of every frame. The tone under it
@@ -149,6 +160,8 @@ class LoadConfig:
     ``drain``: after the run, wait at most this long for the last echoes.
     ``jitter_buffer_ms``: the modelled provider playout buffer (see the module docs).
     ``frame_ms``: caller audio frame. ``tone_dbfs``: level of the caller's 440 Hz tone.
+    ``traffic``: "echo" (marked frames of a tone, for an echo agent) or "talk" (a
+    caller's script of speech, pauses, barge-ins and keys, for a conversational agent).
     ``quiet_gc``: during the run, freeze the objects that exist at its start and raise the
     cyclic collector's thresholds (restored afterwards): with default settings a busy
     generator spends several per cent of its CPU in the collector and its full collections
@@ -169,8 +182,11 @@ class LoadConfig:
     connect_timeout: float = 10.0
     close_timeout: float = 3.0
     quiet_gc: bool = True
+    traffic: str = "echo"
 
     def __attrs_post_init__(self) -> None:
+        if self.traffic not in TRAFFIC:
+            raise LoadError(f"traffic must be one of {', '.join(TRAFFIC)}, got {self.traffic!r}")
         if self.provider not in CODECS:
             raise LoadError(f"unknown provider {self.provider!r}: use one of {', '.join(CODECS)}")
         if not 1 <= self.calls <= MAX_CALLS:
@@ -324,6 +340,10 @@ class LoadResult:
     #: caller sampling the server's /proc can measure its CPU over the same window
     window_start_unix: float = 0.0
     window_end_unix: float = 0.0
+    traffic: str = "echo"
+    #: talk traffic only: utterances, barge_in_attempts, keys sent; bot_media, bot_audio_s,
+    #: clears and marks_echoed received (whole run, every call)
+    talk: dict = attrs.field(factory=dict)
 
     @property
     def loadgen_cpu_fraction(self) -> float:
@@ -368,6 +388,14 @@ class LoadResult:
             ("generator CPU", f"{self.loadgen_cpu_s:.2f} s in {self.wall_s:.2f} s ({100 * self.loadgen_cpu_fraction:.0f}% of one core)"),
             ("verdict", "OK" if self.ok else "NOT OK"),
         ]
+        if self.traffic == "talk":
+            t = self.talk
+            rows[-1:-1] = [(
+                "talk",
+                f"{t.get('utterances', 0)} utterances sent ({t.get('barge_in_attempts', 0)} over the bot's answer), "
+                f"{t.get('keys', 0)} keys; {t.get('bot_media', 0)} bot audio messages ({t.get('bot_audio_s', 0):.1f} s), "
+                f"{t.get('clears', 0)} clears, {t.get('marks_echoed', 0)} marks echoed",
+            )]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -382,6 +410,7 @@ class _Call:
         "index", "codec", "ws", "sent_at", "nominal", "echo_at", "duplicates", "tail",
         "last_media_at", "last_media_dur", "max_media_dur", "jitter", "media", "other", "handshake_ok",
         "cut", "error", "protocol_errors", "done_sending", "expect_until",
+        "talk",
     )
 
     def __init__(self, index: int) -> None:
@@ -405,6 +434,7 @@ class _Call:
         self.protocol_errors = 0
         self.done_sending = False
         self.expect_until = trio.Event()  # set when every sent frame has come back
+        self.talk: dict[str, float] | None = None  # talk traffic: what the caller side saw
 
 
 class LoadGenerator:
@@ -422,6 +452,11 @@ class LoadGenerator:
         probe = create_codec(config.provider, Role.PROVIDER)
         self.marker = _Marker(getattr(probe, "encoding", "pcm16"))
         self.calls = [_Call(i) for i in range(config.calls)]
+        self.talk = None
+        if config.traffic == "talk":
+            from ._talk import TalkScript
+
+            self.talk = TalkScript(self.rate, self.frame_samples, message_keys=probe.capabilities.dtmf_events)
         self.handshake_errors: dict[str, int] = {}
         # One ticker task releases the senders, instead of a timer per call and frame: a
         # frame is split into ``phases`` ticks of ~1 ms; call i sends on phase i % phases,
@@ -555,6 +590,10 @@ class LoadGenerator:
         first_tick += (call.index - first_tick) % phases  # this call's phase
         lot = self._lots[first_tick % phases]
         seq = 0
+        talk = self.talk
+        talk_offset = talk.offset(call.index) if talk is not None else 0
+        if talk is not None:
+            call.talk = {"utterances": 0, "barge_in_attempts": 0, "keys": 0, "bot_media": 0, "bot_audio_s": 0.0, "marks_echoed": 0}
         while True:
             tick = first_tick + seq * phases
             due = t0 + tick * tick_s
@@ -564,15 +603,33 @@ class LoadGenerator:
                 await lot.park()
             if call.cut:
                 break
-            msgs = codec.send(CallerAudio(self.frame(seq), rate))
+            if talk is not None:
+                k = talk_offset + seq
+                msgs = codec.send(CallerAudio(talk.frame(k), rate))
+                event = talk.events.get(k % talk.frames)
+                if event is not None:
+                    msgs += self._talk_event(call, event)
+            else:
+                msgs = codec.send(CallerAudio(self.frame(seq), rate))
             call.nominal.append(due)
             call.sent_at.append(trio.current_time())
             for msg in msgs:
                 await ws.send_message(msg)
             seq += 1
         call.done_sending = True
-        if len(call.echo_at) >= len(call.sent_at):
+        if talk is not None or len(call.echo_at) >= len(call.sent_at):
             call.expect_until.set()
+
+    def _talk_event(self, call: _Call, event: tuple) -> list:
+        """Count a scripted utterance or key press; the messages a key sends (Awaaz)."""
+        assert self.talk is not None and call.talk is not None
+        kind, value = event
+        if kind == "utterance":
+            call.talk["utterances"] += 1
+            call.talk["barge_in_attempts"] += bool(value)
+            return []
+        call.talk["keys"] += 1
+        return list(call.codec.send(Dtmf(str(value)))) if self.talk.message_keys else []
 
     async def _receiver(self, call: _Call, nursery: trio.Nursery, t0: float) -> None:
         from trio_websocket import ConnectionClosed
@@ -591,7 +648,11 @@ class LoadGenerator:
                     continue
                 for ev in events:
                     if isinstance(ev, PlayAudio):
-                        self._on_audio(call, ev, now)
+                        if call.talk is not None:
+                            call.talk["bot_media"] += 1
+                            call.talk["bot_audio_s"] += ev.duration
+                        else:
+                            self._on_audio(call, ev, now)
                         play_end = max(now, play_end) + ev.duration
                     elif isinstance(ev, Mark):
                         # echo it when the audio before it has played, as Awaaz does
@@ -614,6 +675,8 @@ class LoadGenerator:
         try:
             for msg in call.codec.send(MarkEchoed(name)):
                 await call.ws.send_message(msg)
+            if call.talk is not None:
+                call.talk["marks_echoed"] += 1
         except (ConnectionClosed, ProtocolError):
             pass
 
@@ -663,12 +726,13 @@ class LoadGenerator:
             n = len(call.sent_at)
             sent += n
             echoed += len(call.echo_at)
-            last_echoed = max(call.echo_at, default=-1)
-            call_tail = n - 1 - last_echoed
-            tail += call_tail
-            dropped += n - len(call.echo_at) - call_tail
-            if call_tail * frame_s > call.max_media_dur + 1e-6:
-                long_tails += 1
+            if call.talk is None:  # talk traffic: nothing is echoed, so nothing is dropped
+                last_echoed = max(call.echo_at, default=-1)
+                call_tail = n - 1 - last_echoed
+                tail += call_tail
+                dropped += n - len(call.echo_at) - call_tail
+                if call_tail * frame_s > call.max_media_dur + 1e-6:
+                    long_tails += 1
             dups += call.duplicates
             media += call.media
             protocol_errors += call.protocol_errors
@@ -704,6 +768,14 @@ class LoadGenerator:
             underruns += gaps
             calls_with_underruns += gaps > 0
         ok = sum(c.handshake_ok for c in self.calls)
+        talk: dict[str, float] = {}
+        for call in self.calls:
+            for k, v in (call.talk or {}).items():
+                talk[k] = talk.get(k, 0) + v
+            if call.talk is not None:
+                talk["clears"] = talk.get("clears", 0) + call.other.get("clear", 0)
+        if "bot_audio_s" in talk:
+            talk["bot_audio_s"] = round(talk["bot_audio_s"], 3)
         return LoadResult(
             url=cfg.url,
             provider=cfg.provider,
@@ -736,6 +808,8 @@ class LoadGenerator:
             first_error=first_error,
             window_start_unix=round(since + self._unix_offset, 4),
             window_end_unix=round(t0 + cfg.seconds + self._unix_offset, 4),
+            traffic=cfg.traffic,
+            talk=talk,
         )
 
 
@@ -791,6 +865,11 @@ def add_load_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ramp", type=float, default=0.0, help="spread call starts over this many seconds (default 0)")
     p.add_argument("--warmup", type=float, help="statistics cover frames sent after this many seconds (default: the ramp)")
     p.add_argument("--jitter-buffer-ms", type=float, default=40.0, help="modelled provider playout buffer (default 40)")
+    p.add_argument(
+        "--traffic", choices=TRAFFIC, default="echo",
+        help="echo: marked tone frames for an echo agent (default); talk: a caller's looped script of speech, "
+        "pauses, speech over the bot and key presses, for a conversational agent (e.g. scripts/bench_agent.py)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_load)
     return p
@@ -806,6 +885,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             ramp=args.ramp,
             warmup=args.warmup,
             jitter_buffer_ms=args.jitter_buffer_ms,
+            traffic=args.traffic,
         )
     except LoadError as exc:
         print(f"callengine: error: {exc}", file=sys.stderr)
