@@ -237,7 +237,7 @@ class WebSocketConnection:
         if self._work >= EVENTS_BETWEEN_YIELDS:
             await self._yield()
 
-    def _feed(self, data: "bytes | memoryview") -> None:
+    def _feed(self, data: "bytes | bytearray | memoryview") -> None:
         """Feed the parser up to FEED_SIZE bytes of ``data``; keep the rest for later."""
         if len(data) > FEED_SIZE:
             self._unfed = data[FEED_SIZE:]  # type: ignore[assignment]
@@ -248,7 +248,7 @@ class WebSocketConnection:
         if self._parse_failed:
             return  # RFC 6455 7.1.7: nothing more is processed
         proto = self._proto
-        proto.receive_data(data)
+        proto.receive_data(data if type(data) is bytes else bytes(data))  # a memoryview: a long read's piece
         self._frames = proto.events_received()  # type: ignore[assignment]  # frames, on this protocol
         self._frame_i = 0
         self._take_writes()
@@ -315,14 +315,15 @@ class WebSocketConnection:
                 if self._closed is not None:
                     continue  # after we closed: the peer's late messages are dropped
                 if frame.fin:
+                    data = frame.data  # bytes, as the parser makes it
                     if op is _TEXT:
                         try:
-                            message: WireMessage = frame.data.decode()
+                            message: WireMessage = str(data, "utf-8")
                         except UnicodeDecodeError:
                             self._fail(INVALID_PAYLOAD, "invalid UTF-8 in a text message")
                             break
                     else:
-                        message = frame.data
+                        message = data if type(data) is bytes else bytes(data)
                     self._messages.append(message)
                     self.messages_received += 1
                 else:
@@ -336,7 +337,7 @@ class WebSocketConnection:
                 self.pings_received += 1
             elif op is _PONG:
                 self.pongs_received += 1
-                self._pong_arrived(frame.data)
+                self._pong_arrived(bytes(frame.data))
             elif op is _CLOSE:
                 self._close_frame()
         self._frame_i = i
