@@ -47,19 +47,31 @@ async def receive_some(sock: trio.socket.SocketType, max_bytes: int) -> tuple[by
             raise trio.BrokenResourceError(f"receive failed: {exc!r}") from exc
 
 
-async def send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+async def send_all(sock: trio.socket.SocketType, data: bytes, blocked: Callable[[bool], None] | None = None) -> None:
+    """Write all of ``data``. ``blocked`` (if given) is called with True before the first
+    wait for the socket to take more, and with False once the write is over, only if it
+    had to wait: the caller's send deadline then costs nothing when the kernel takes the
+    bytes at once, which is nearly always."""
     view = memoryview(data)
     sent = 0
-    while sent < len(view):
-        fd = sock.fileno()
-        if fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
-        try:
-            sent += os.write(fd, view[sent:])
-        except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"send failed: {exc!r}") from exc
+    waited = False
+    try:
+        while sent < len(view):
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the stream was closed")
+            try:
+                sent += os.write(fd, view[sent:])
+            except BlockingIOError:
+                if blocked is not None and not waited:
+                    blocked(True)
+                waited = True
+                await trio.lowlevel.wait_writable(sock)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"send failed: {exc!r}") from exc
+    finally:
+        if waited and blocked is not None:
+            blocked(False)
 
 
 def _unavailable() -> None:

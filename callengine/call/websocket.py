@@ -55,7 +55,7 @@ from __future__ import annotations
 import codecs
 import logging
 from collections import deque
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import trio
 from websockets.exceptions import InvalidState, ProtocolError
@@ -141,6 +141,7 @@ class WebSocketConnection:
         # directly (sockio.py); TLS and other streams use the stream API.
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._unsent_probe = None  # made on the first unsent_bytes() call
+        self._send_blocked: Callable[[bool], None] | None = None
         self._pings: deque[tuple[int, float]] = deque()  # (counter, sent at), not yet answered
         self._ping_counter = 0
         self.messages_received = 0
@@ -414,7 +415,7 @@ class WebSocketConnection:
             return
         self._ping_counter += 1
         n = self._ping_counter
-        if await self._send_frame(None, _PING, str(n).encode(), ping=n):
+        if await self._send_frame(None, _PING, str(n).encode(), ping=n, blocked=self._send_blocked):
             self.pings_sent += 1
 
     @property
@@ -451,13 +452,24 @@ class WebSocketConnection:
 
     # --- sending ------------------------------------------------------------------------
 
+    def watch_send_blocking(self, blocked: Callable[[bool], None]) -> bool:
+        """Have ``blocked(True)`` called when a :meth:`send_message` or :meth:`send_ping`
+        has to wait (for the socket to take more, or for the reader's pong to finish), and
+        ``blocked(False)`` when it is over. True if this connection can (a plain TCP
+        socket); otherwise the caller has to bound every send itself."""
+        if self._sock is None:
+            return False
+        self._send_blocked = blocked
+        return True
+
     async def send_message(self, message: WireMessage) -> None:
         if self._closed is not None:
             raise self._closed_error()
+        blocked = self._send_blocked
         if type(message) is str:
-            await self._send_frame(None, _TEXT, message.encode())
+            await self._send_frame(None, _TEXT, message.encode(), blocked=blocked)
         elif isinstance(message, bytes):
-            await self._send_frame(None, _BINARY, message)
+            await self._send_frame(None, _BINARY, message, blocked=blocked)
         else:
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
 
@@ -478,16 +490,32 @@ class WebSocketConnection:
             return None
         return b"".join(proto.data_to_send())
 
-    async def _send_frame(self, frame: bytes | None, opcode: Opcode = _TEXT, payload: bytes = b"", *, ping: int = 0) -> bool:
+    async def _send_frame(
+        self,
+        frame: bytes | None,
+        opcode: Opcode = _TEXT,
+        payload: bytes = b"",
+        *,
+        ping: int = 0,
+        blocked: Callable[[bool], None] | None = None,
+    ) -> bool:
         """Send ``frame`` (made already: a pong, a close) or frame ``payload`` as ``opcode``
         and send it. A frame is made only once this task holds the send flag, so the
         protocol's state at that moment decides. A ping that no longer applies is skipped
         (False); data raises TransportClosed. ``ping``: the counter of the ping being sent,
-        recorded as outstanding once framed."""
-        while self._sending:  # another task is mid-send (rare: a pong during a frame)
-            if self._send_idle is None:
-                self._send_idle = trio.Event()
-            await self._send_idle.wait()
+        recorded as outstanding once framed. ``blocked``: told when the send has to wait
+        (see :meth:`watch_send_blocking`)."""
+        if self._sending:  # another task is mid-send (rare: a pong during a frame)
+            if blocked is not None:
+                blocked(True)
+            try:
+                while self._sending:
+                    if self._send_idle is None:
+                        self._send_idle = trio.Event()
+                    await self._send_idle.wait()
+            finally:
+                if blocked is not None:
+                    blocked(False)
         # Cancellation before any byte goes out leaves the stream clean; past this point a
         # cancelled send_all may have written part of a frame. No await from here to
         # send_all: nothing else can frame or send in between.
@@ -508,7 +536,7 @@ class WebSocketConnection:
             if self._sock is None:
                 await self._stream.send_all(data)
             else:
-                await sockio.send_all(self._sock, data)
+                await sockio.send_all(self._sock, data, blocked)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._connection_lost("connection broken")
             raise TransportClosed(ABNORMAL_CLOSURE, "connection broken") from None

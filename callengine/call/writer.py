@@ -102,6 +102,7 @@ class Writer:
         self._recording = recording
         self._wake = trio.Event()
         self._send_scope: trio.CancelScope | None = None
+        self._deadline_per_send = True
         self.clear_requests: list[ClearRequest] = []
         # liveness, where the transport offers it
         self._keepalive = keepalive_s
@@ -146,6 +147,10 @@ class Writer:
                 await self._loop()
             else:
                 self._send_scope = trio.CancelScope()
+                watch = getattr(self._transport, "watch_send_blocking", None)
+                # where the connection says when a send waits, the deadline is armed only
+                # then (moving a scope's deadline costs about as much as framing a message)
+                self._deadline_per_send = not (watch is not None and watch(self._send_waits))
                 with self._send_scope:
                     await self._loop()
                 if self._send_scope.cancelled_caught:
@@ -256,7 +261,7 @@ class Writer:
         (a provider that stopped reading: its socket buffer is full), the writer's send
         scope is cancelled and :meth:`run` ends the call."""
         scope = self._send_scope
-        if scope is None:
+        if scope is None or not self._deadline_per_send:
             await self._transport.send_message(msg)
         else:
             # The writer runs inside ``scope``, whose deadline is finite only while a message
@@ -268,6 +273,13 @@ class Writer:
             finally:
                 scope.deadline = math.inf
         self._counters.frames_out += 1
+
+    def _send_waits(self, waiting: bool) -> None:
+        """The connection's word that a send has to wait (True) or is over (False): the
+        send deadline runs only while it waits."""
+        scope = self._send_scope
+        if scope is not None:
+            scope.deadline = trio.current_time() + self._send_timeout if waiting else math.inf  # type: ignore[operator]
 
     async def _send_control(self, control: Control) -> None:
         transfer = control.kind is ControlKind.TRANSFER

@@ -100,3 +100,33 @@ async def test_the_deadline_is_counted_from_the_stuck_send(autojump_clock):
     # after the reader stopped, the buffer (4 messages) filled within ~0.1 s, then 2 s passed
     assert stopped_reading == pytest.approx(3.0, abs=1e-6)
     assert 3.0 + 2.0 <= report.duration_s <= 3.0 + 0.2 + 2.0
+
+
+# --- over a real socket: the deadline is armed only while a send waits --------------------
+
+
+async def test_on_a_socket_the_send_deadline_moves_only_when_a_send_has_to_wait():
+    """sockio.send_all tells its caller when a write has to wait for the kernel, and when
+    it is over; a write the kernel takes at once never touches the deadline."""
+    import socket as stdlib_socket
+
+    from callengine.call import sockio
+
+    a, b = trio.socket.socketpair(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    with a, b:
+        a.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+        calls: list[bool] = []
+        await sockio.send_all(a, b"x" * 100, calls.append)
+        assert calls == []
+        assert await b.recv(1000) == b"x" * 100
+
+        big = b"y" * (1 << 20)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sockio.send_all, a, big, calls.append)
+            await trio.sleep(0.05)
+            assert calls == [True]  # waiting for the peer to read
+            got = 0
+            while got < len(big):
+                got += len(await b.recv(65536))
+        assert calls == [True, False]
+
