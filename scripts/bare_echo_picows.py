@@ -13,14 +13,12 @@ messages, so this never happens in the benchmark). Same garbage-collector settin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import sys
 
 from picows import WSCloseCode, WSListener, WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
-from echo_handling import MAX_MESSAGE, EchoSession, subprotocol_for, tune_gc
+from echo_handling import MAX_MESSAGE, EchoSession, server_options, subprotocol_for, until_stop_signal
 
 
 class EchoListener(WSListener):
@@ -78,23 +76,15 @@ def factory(request):
 
 
 async def main(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     server = await ws_create_server(factory, host, port, max_frame_size=MAX_MESSAGE)
     print(f"bare echo server (picows) listening on ws://{host}:{port}", flush=True)
     try:
-        await stop
+        await until_stop_signal()
     finally:
         server.close()
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8092)
-    args = p.parse_args()
-    tune_gc()
+    args = server_options(__doc__, 8092)
     asyncio.run(main(args.host, args.port))
     sys.exit(0)

@@ -12,14 +12,13 @@ same garbage-collector settings as ``callengine serve``.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 
 import trio
 from trio_websocket import ConnectionClosed, serve_websocket
 
-from echo_handling import MAX_MESSAGE, EchoSession, subprotocol_for, tune_gc
+from echo_handling import MAX_MESSAGE, EchoSession, server_options, subprotocol_for
 
 
 async def handler(request) -> None:
@@ -54,11 +53,7 @@ async def main(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
-    args = p.parse_args()
-    tune_gc()
+    args = server_options(__doc__, 8090)
     try:
         trio.run(main, args.host, args.port)
     except KeyboardInterrupt:

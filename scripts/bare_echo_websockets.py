@@ -12,22 +12,17 @@ closes); only the WebSocket library differs. Same garbage-collector settings as
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import sys
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from echo_handling import KNOWLARITY_SUBPROTOCOL, MAX_MESSAGE, EchoSession, is_knowlarity, tune_gc
+from echo_handling import MAX_MESSAGE, EchoSession, server_options, subprotocol_for, until_stop_signal
 
 
 def select_subprotocol(connection, offered):
-    # as the engine: mod_audio_fork's sub-protocol for a Knowlarity call that offers it
-    if is_knowlarity(connection.request.path) and KNOWLARITY_SUBPROTOCOL in offered:
-        return KNOWLARITY_SUBPROTOCOL
-    return None
+    return subprotocol_for(connection.request.path, offered)
 
 
 async def handler(ws) -> None:
@@ -44,23 +39,15 @@ async def handler(ws) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     async with serve(
         handler, host, port, max_size=MAX_MESSAGE, max_queue=64, compression=None, ping_interval=None,
         select_subprotocol=select_subprotocol, close_timeout=2,
     ):
         print(f"bare echo server (websockets) listening on ws://{host}:{port}", flush=True)
-        await stop
+        await until_stop_signal()
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8091)
-    args = p.parse_args()
-    tune_gc()
+    args = server_options(__doc__, 8091)
     asyncio.run(main(args.host, args.port))
     sys.exit(0)

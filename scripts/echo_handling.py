@@ -20,13 +20,19 @@ with ``callengine.agents.echo`` at the wire rate:
 
 No pacing, no playout ledger, no VAD, no agent task: the least work a Python echo can do
 per frame, which is what the engine is compared with.
+
+Also shared: the servers' command line (:func:`server_options`) and, for the two asyncio
+servers, the wait for SIGTERM or SIGINT (:func:`until_stop_signal`).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import gc
 import json
+import signal
 import struct
 
 AWAAZ_RATE = 8000
@@ -60,6 +66,26 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(5000, 50, 100)
+
+
+def server_options(doc: str, default_port: int) -> argparse.Namespace:
+    """The command line every bare server takes (--host, --port); the collector is tuned
+    once it is parsed, as ``callengine serve`` does before serving."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=default_port)
+    args = p.parse_args()
+    tune_gc()
+    return args
+
+
+async def until_stop_signal() -> None:
+    """For the asyncio servers: return at the first SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await stop
 
 
 class EchoSession:
