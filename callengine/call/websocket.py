@@ -119,8 +119,7 @@ class WebSocketConnection:
         self.max_message_size = max_message_size
         self.subprotocol = subprotocol
         self.path = path
-        self._messages: list[WireMessage] = []
-        self._next = 0  # index of the next message of _messages to hand out
+        self._messages: deque[WireMessage] = deque()
         self._parts: list = []  # fragments of the message being received
         self._decoder: Any = None  # for a fragmented text message
         self._frames: list[Frame] = []  # parsed, not yet processed
@@ -183,24 +182,16 @@ class WebSocketConnection:
 
     async def get_message(self) -> WireMessage:
         messages = self._messages
-        while self._next >= len(messages):
+        while not messages:
             if self._closed is not None:
                 if self._close_due is not None:
                     await self._flush()  # a close reply a cancelled reader still owes
                 raise self._closed_error()
             await self._fill()
-            messages = self._messages
         self._work += 1
         if self._work >= EVENTS_BETWEEN_YIELDS:
             await self._yield()
-        i = self._next
-        message = messages[i]
-        if i + 1 == len(messages):
-            messages.clear()
-            self._next = 0
-        else:
-            self._next = i + 1
-        return message
+        return messages.popleft()
 
     async def _yield(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
