@@ -45,7 +45,11 @@ the engine plays back, and so knows, per frame:
   server; the generator's lateness is reported separately (``send_late_ms``).
 
 Statistics (latency, jitter, underruns) cover frames sent after ``warmup`` seconds (by
-default the ramp), i.e. the steady state with every call up; counts cover the whole run.
+default the ramp) and before each call's last chunk's worth of audio (the longest media
+message the server sent, 20 ms on Awaaz, 200 ms on Knowlarity), i.e. the steady state with
+every call up: a caller that stops mid-chunk leaves a partial chunk that the server flushes
+only after a pause, which a real caller streaming until it hangs up never sees. Counts
+cover the whole run.
 
 **Talk traffic** (``traffic="talk"``, ``--traffic talk``) is for a conversational agent
 instead (scripts/bench_agent.py): each caller follows the script of :mod:`._talk`, a
@@ -741,7 +745,15 @@ class LoadGenerator:
                 first_error = call.error
             for k, v in call.other.items():
                 other[k] = other.get(k, 0) + v
-            jitter.extend(j for at, j in call.jitter if at >= since)
+            # The steady window ends where the caller's stream does, less the longest chunk
+            # the server sent: the frames after the last whole chunk are held until the
+            # server flushes a partial one (a pause rule, 200 ms on Knowlarity), which only
+            # happens because this caller stops mid-chunk; a real caller streams until it
+            # hangs up. They still count as sent, echoed, dropped or tail.
+            stream_end = call.nominal[-1] + frame_s if n else since
+            until = stream_end - max(call.max_media_dur, frame_s) - 1e-6
+            last_send = call.sent_at[-1] if n else since
+            jitter.extend(j for at, j in call.jitter if since <= at < last_send)
             # per frame, in order of sequence number
             play_end = None
             gaps = 0
@@ -749,7 +761,7 @@ class LoadGenerator:
                 nominal = call.nominal[seq]
                 lateness = call.sent_at[seq] - nominal
                 at = call.echo_at.get(seq)
-                counted = nominal >= since
+                counted = since <= nominal < until
                 if counted:
                     late.append(lateness)
                 if at is None:
