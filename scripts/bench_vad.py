@@ -39,6 +39,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -197,19 +198,27 @@ async def run(args: argparse.Namespace) -> None:
         for case in cases:
             frames = data[case.split("/")[1] if "/" in case else "call"]
             fns = {k: make_case(case, v, b, rate, args.dtmf) for k, (v, b) in impls.items()}
-            for fn in fns.values():  # warm-up: caches, basis, adaptive state
-                time_per_frame(fn, frames)
-            samples: dict[str, list[float]] = {k: [] for k in fns}
-            order = list(fns)
-            for _ in range(args.repeats):
-                for k in order:  # alternate, so drift in machine load hits both
-                    samples[k].append(time_per_frame(fns[k], frames))
-                order.reverse()
-            med = {k: statistics.median(v) for k, v in samples.items()}
-            line = f"{case:<15}" + "".join(f"{med[k]:9.2f}" for k in impls)
-            if args.baseline:
-                line += f"{med['old'] / med['new']:8.2f}x"
-            print(line)
+            print(f"{case:<15}" + table_cells(median_alternately(fns, frames, args.repeats)))
+
+
+def median_alternately(fns: dict[str, Callable[[bytes], object]], frames: list[bytes], repeats: int) -> dict[str, float]:
+    """Median microseconds per frame of each callable over ``repeats`` timings, after a
+    warm-up (caches, adaptive state), taking turns so drift in machine load hits all."""
+    for fn in fns.values():
+        time_per_frame(fn, frames)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for _ in range(repeats):
+        for k in order:
+            samples[k].append(time_per_frame(fns[k], frames))
+        order.reverse()
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def table_cells(med: dict[str, float]) -> str:
+    """The medians as table cells, with old/new when there is an "old"."""
+    line = "".join(f"{v:9.2f}" for v in med.values())
+    return line + (f"{med['old'] / med['new']:8.2f}x" if "old" in med else "")
 
 
 def main() -> None:

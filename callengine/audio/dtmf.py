@@ -112,7 +112,11 @@ class DtmfDetector:
         t = np.arange(n)[:, None] / r
         phase = 2 * np.pi * all_freqs[None, :] * t
         self._basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1)  # (n, 32)
-        self._nf = len(all_freqs)
+        self._nf = nf = len(all_freqs)
+        # Every window is measured at the eight fundamentals; the harmonics only for the
+        # few windows that pass the first tests (the product is most of the cost).
+        self._basis_fund = np.ascontiguousarray(np.concatenate([self._basis[:, :8], self._basis[:, nf : nf + 8]], axis=1))
+        self._basis_harm = np.ascontiguousarray(np.concatenate([self._basis[:, 8:nf], self._basis[:, nf + 8 :]], axis=1))
         # A row's second harmonic (1394, 1540, 1704, 1882 Hz) lies close to some column
         # frequencies, so a genuine column tone leaks into that measurement (by up to
         # -10 dB for key 2). Measure the worst-case leakage for every key once, and allow
@@ -129,6 +133,10 @@ class DtmfDetector:
         # |X(f)|^2 of a sine of mean power P over n samples is about P * n^2 / 2, and the
         # window's energy sum(x^2) is P * n: scale the thresholds once to match.
         self._floor_scaled = _db(min_level_dbfs) * n * n / 2  # per-tone minimum level
+        # By Cauchy-Schwarz a tone's |X|^2 is at most n times the window's energy, so a
+        # window with less energy than floor / n cannot hold a key: a quiet stretch (the
+        # caller listening) skips the measurement. The margin covers rounding.
+        self._energy_gate = self._floor_scaled / n * (1.0 - 1e-6)
         self._ratio_scaled = float(min_energy_ratio) * n / 2
         self._normal_twist = _db(normal_twist_db)
         self._reverse_twist = _db(reverse_twist_db)
@@ -170,7 +178,7 @@ class DtmfDetector:
             self._odd, data = data[-1:], data[:-1]
         else:
             self._odd = b""
-        return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
+        return np.multiply(np.frombuffer(data, dtype="<i2"), 1.0 / 32768.0, dtype=np.float64)  # exact: a power of two
 
     # -- analysis ------------------------------------------------------------------------
 
@@ -181,9 +189,13 @@ class DtmfDetector:
         ``__init__``. The two cheapest tests run first on every window, the rest only on
         the few windows that pass them (almost none outside key presses).
         """
-        y = frames @ self._basis
+        y = frames @ self._basis_fund
         y *= y
-        power = y[:, : self._nf] + y[:, self._nf :]
+        # the two tones carry at most what all eight frequencies do: where those fall short
+        # of the energy share in every window (speech, music, a single tone), stop here
+        if not (y.sum(axis=1) >= energy * (self._ratio_scaled * (1.0 - 1e-9))).any():
+            return None
+        power = y[:, :8] + y[:, 8:]
         rp = power[:, 0:4].max(axis=1)
         cp = power[:, 4:8].max(axis=1)
         cand = (rp + cp >= energy * self._ratio_scaled) & (np.minimum(rp, cp) >= self._floor_scaled)
@@ -201,7 +213,9 @@ class DtmfDetector:
         ok &= (rp >= r2 * self._relative_peak) & (cp >= c2 * self._relative_peak)
         if self._max_harmonic is not None:
             k = np.arange(len(idx))
-            harm = power[:, 8:16]
+            yh = frames[idx] @ self._basis_harm
+            yh *= yh
+            harm = yh[:, :8] + yh[:, 8:]
             rh = np.where(self._has_harmonic[ri], harm[k, ri], 0.0)
             ch = np.where(self._has_harmonic[4 + ci], harm[k, 4 + ci], 0.0)
             ok &= rh <= rp * self._max_harmonic + cp * self._row_harm_leak[ri, ci]
@@ -219,14 +233,19 @@ class DtmfDetector:
             self._buf = buf
             return []
         nwin = (buf.size - n) // h + 1
-        step = buf.strides[0]
-        frames = np.lib.stride_tricks.as_strided(buf, (nwin, n), (h * step, step), writeable=False)
-        sq = np.empty(buf.size + 1)
-        sq[0] = 0.0
-        np.cumsum(buf * buf, out=sq[1:])
-        starts = np.arange(0, nwin * h, h)
-        energy = sq[starts + n] - sq[starts]
-        codes = self._classify(frames, energy)
+        # no window holds more energy than the whole buffer: a quiet chunk stops here
+        if float(np.dot(buf, buf)) < self._energy_gate:
+            codes = None  # what _classify would find: no window is loud enough
+        else:
+            sq = np.empty(buf.size + 1)
+            sq[0] = 0.0
+            np.cumsum(buf * buf, out=sq[1:])
+            energy = sq[n : n + nwin * h : h] - sq[0 : nwin * h : h]
+            # the windows as overlapping rows of one view (the ndarray constructor is much
+            # cheaper than as_strided); nothing writes to it
+            buf = np.ascontiguousarray(buf)
+            frames = np.ndarray((nwin, n), np.float64, buf, 0, (h * 8, 8))
+            codes = self._classify(frames, energy)
         if codes is None and self._digit < 0:
             keys: list[DtmfKey] = []  # the common case: nothing going on
         else:
