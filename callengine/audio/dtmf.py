@@ -117,6 +117,7 @@ class DtmfDetector:
         # few windows that pass the first tests (the product is most of the cost).
         self._basis_fund = np.ascontiguousarray(np.concatenate([self._basis[:, :8], self._basis[:, nf : nf + 8]], axis=1))
         self._basis_harm = np.ascontiguousarray(np.concatenate([self._basis[:, 8:nf], self._basis[:, nf + 8 :]], axis=1))
+        self._ones = np.ones(16)
         # A row's second harmonic (1394, 1540, 1704, 1882 Hz) lies close to some column
         # frequencies, so a genuine column tone leaks into that measurement (by up to
         # -10 dB for key 2). Measure the worst-case leakage for every key once, and allow
@@ -193,13 +194,15 @@ class DtmfDetector:
         y *= y
         # the two tones carry at most what all eight frequencies do: where those fall short
         # of the energy share in every window (speech, music, a single tone), stop here
-        if not (y.sum(axis=1) >= energy * (self._ratio_scaled * (1.0 - 1e-9))).any():
+        if not np.logical_or.reduce(y @ self._ones >= energy * (self._ratio_scaled * (1.0 - 1e-9))):
             return None
         power = y[:, :8] + y[:, 8:]
-        rp = power[:, 0:4].max(axis=1)
-        cp = power[:, 4:8].max(axis=1)
+        # ufunc reductions, not the ndarray methods: those go through a Python wrapper that
+        # costs more than the arithmetic on arrays this small
+        rp = np.maximum.reduce(power[:, 0:4], axis=1)
+        cp = np.maximum.reduce(power[:, 4:8], axis=1)
         cand = (rp + cp >= energy * self._ratio_scaled) & (np.minimum(rp, cp) >= self._floor_scaled)
-        if not cand.any():
+        if not np.logical_or.reduce(cand):
             return None
         idx = np.flatnonzero(cand)
         power, rp, cp = power[idx], rp[idx], cp[idx]
@@ -239,7 +242,7 @@ class DtmfDetector:
         else:
             sq = np.empty(buf.size + 1)
             sq[0] = 0.0
-            np.cumsum(buf * buf, out=sq[1:])
+            np.add.accumulate(buf * buf, out=sq[1:])  # np.cumsum, without its Python wrapper
             energy = sq[n : n + nwin * h : h] - sq[0 : nwin * h : h]
             # the windows as overlapping rows of one view (the ndarray constructor is much
             # cheaper than as_strided); nothing writes to it
