@@ -166,6 +166,16 @@ class DtmfDetector:
         self._misses = 0  # consecutive windows that did not
         self._reported = False
 
+    @property
+    def holding(self) -> bool:
+        """A reported press is still sounding (or within its release gap)."""
+        return self._digit >= 0 and self._reported
+
+    @property
+    def position(self) -> int:
+        """Stream offset (samples) of the next sample to be fed."""
+        return self._buf_start + int(self._buf.size)
+
     # -- input ---------------------------------------------------------------------------
 
     def _samples(self, pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:

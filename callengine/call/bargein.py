@@ -43,6 +43,14 @@ log = logging.getLogger("callengine.call")
 
 _EPS = 1e-9
 
+#: how far a speech segment may start before or after a key press's tone and still be that
+#: tone (the detector dates a press to within a few ms; the VAD's frames are 10-30 ms)
+KEY_TONE_SLACK_S = 0.06
+#: speech this long after a key's tone (within the same VAD segment) is the caller talking;
+#: longer than it takes to confirm a next key (~40 ms) plus the slack, so a quick run of
+#: keys stays keys
+KEY_SPEECH_AFTER_S = 0.12
+
 
 class Analyzer:
     """VAD and in-band DTMF over the caller's wire-rate audio (no await: reader task).
@@ -87,27 +95,58 @@ class Analyzer:
         self._rearm_at = 0  # after a backchannel within a segment: speech counts again from here
         self._episode: int | None = None  # the pause being followed
         self._last_speech = 0  # end of the episode's latest speech frame (samples)
+        # In-band keys: the VAD hears a key's tone as speech. The detector confirms a press
+        # (~40 ms) before the segmenter starts a segment (its 60 ms onset debounce), so a
+        # segment that starts within the press is the key's tone: no SpeechStarted or
+        # SpeechEnded, no barge-in (the agent has the Dtmf and decides what a key does),
+        # unless speech goes on after the tone has stopped.
+        self._key_from: int | None = None  # first sample of the latest press's tone
+        self._key_to = 0  # the tone lasted at least to here (samples)
+        self._key_segment = False  # the segment in progress is a key's tone
+        self._speech_from = 0  # where the segment's speech began, when that was after a key
+        self._key_slack = int(round(KEY_TONE_SLACK_S * wire_rate))
+        self._key_after = int(round(KEY_SPEECH_AFTER_S * wire_rate))
 
     def process(self, pcm: bytes, sample_rate: int) -> None:
         if sample_rate != self.wire_rate:
             return  # a rate change mid-call is not a thing providers do
         inbox = self._inbox
         counters = self._counters
-        if self.dtmf is not None:
-            for key in self.dtmf.process(pcm):
+        segmenter = self.segmenter
+        dtmf = self.dtmf
+        if dtmf is not None:
+            for key in dtmf.process(pcm):
                 counters.dtmf += 1
                 inbox.put_event_nowait(Dtmf(key.digit))
-        segmenter = self.segmenter
+                self._key_from = int(round(key.start * self.wire_rate))
+                self._key_to = dtmf.position
+                current = segmenter.current
+                if current is not None and not self._key_segment and self._is_key_tone(current.at_sample):
+                    # a segment already reported (a VAD quicker than the detector): its
+                    # tone does not barge in
+                    self._segment_done = True
+            if dtmf.holding:
+                self._key_to = dtmf.position
         frames = segmenter.detector.process(pcm)
         for seg in segmenter.push(frames):
             if isinstance(seg, SpeechStart):
+                if self._is_key_tone(seg.at_sample):
+                    self._key_segment = True
+                    continue
+                self._key_segment = False
                 counters.speech_segments += 1
                 self._segment_done = False
                 if self._episode is None:
                     self._run_start = seg.at_sample
                 inbox.put_event_nowait(SpeechStarted(seg.at_seconds))
+            elif self._key_segment:
+                self._key_segment = False  # the tone's segment ended as a tone
             else:
-                inbox.put_event_nowait(SpeechEnded(seg.at_seconds, seg.duration_seconds))
+                start = max(seg.start_sample, self._speech_from)  # after a key: its speech only
+                inbox.put_event_nowait(SpeechEnded(seg.at_seconds, (seg.at_sample - start) / seg.sample_rate))
+                self._speech_from = 0
+        if self._key_segment and not self._speech_after_key():
+            return
         if self._episode is not None:
             self._follow()
             return
@@ -140,6 +179,26 @@ class Analyzer:
                 self._episode = episode
                 self._last_speech = last
                 self._segment_done = False
+
+    def _is_key_tone(self, start_sample: int) -> bool:
+        """A segment starting at ``start_sample`` began within the latest key press."""
+        key_from = self._key_from
+        return key_from is not None and key_from - self._key_slack <= start_sample <= self._key_to + self._key_slack
+
+    def _speech_after_key(self) -> bool:
+        """The key's segment goes on as speech after the tone stopped: from then on it is
+        the caller's speech (SpeechStarted dated to the tone's end; the barge-in counts
+        from the first speech frame after it)."""
+        last = self.segmenter.last_speech_sample
+        if last is None or self.dtmf is None or self.dtmf.holding or last <= self._key_to + self._key_after:
+            return False
+        self._key_segment = False
+        self._counters.speech_segments += 1
+        self._segment_done = False
+        self._run_start = None
+        self._rearm_at = self._speech_from = self._key_to
+        self._inbox.put_event_nowait(SpeechStarted(self._key_to / self.wire_rate))
+        return True
 
     def _follow(self) -> None:
         """The episode's resolution by the caller's speech, posted once."""
