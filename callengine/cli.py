@@ -244,7 +244,7 @@ def _option(pair: str, where: str) -> tuple[str, object]:
 
 
 def server_config_from_args(args: argparse.Namespace):
-    from .server import ServerConfig, split_settings
+    from .server_config import ServerConfig, split_settings
 
     call = CallConfig(
         agent_rate=args.agent_rate,

@@ -14,7 +14,7 @@ from .redact import redact_path
 
 if TYPE_CHECKING:
     from .call.websocket import UpgradeRequest
-    from .server import Route, ServerConfig
+    from .server_config import Route, ServerConfig
 
 __all__ = ["Rejection", "route", "routed", "shown_path"]
 
