@@ -175,6 +175,11 @@ def setup_logging(fmt: str = "text", level: str = "info", *, announce: bool = Fa
 # --- serve --------------------------------------------------------------------------------
 
 
+def _env_token() -> str | None:
+    """``--token``'s default: ``$CALLENGINE_TOKEN`` (unset or empty: no token)."""
+    return os.environ.get("CALLENGINE_TOKEN") or None
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``callengine serve`` (shared with scripts/run_engine.py)."""
     p.add_argument("agent", help="package.module:attribute, package.module (attribute 'agent') or a bundled agent: " + ", ".join(BUNDLED_AGENTS))
@@ -183,7 +188,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", choices=list(CODECS), help="force one provider on every path (default: route by path, then detect)")
     p.add_argument("--route", action="append", default=[], metavar="PREFIX=PROVIDER[,OPTION=VALUE...]", help="paths under PREFIX are PROVIDER's calls, with these codec options and call settings, e.g. /knowlarity-stream=knowlarity or /raw=awaaz,wav_wrap=off or /k=knowlarity,lead_ms=200,chunk_ms=200 (repeatable)")
     p.add_argument("--codec-option", action="append", default=[], metavar="PROVIDER.OPTION=VALUE", help="a codec option or call setting for every call of that provider, e.g. awaaz.wav_wrap=off, awaaz.mark_echo=off, knowlarity.kill_audio=off, knowlarity.default_rate=8000, knowlarity.lead_ms=200, awaaz.idle_timeout_s=60 (repeatable)")
-    p.add_argument("--token", help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token")
+    p.add_argument("--token", default=_env_token(), help="shared secret: a path segment, ?token=, 'Authorization: Bearer' or X-Callengine-Token (default: $CALLENGINE_TOKEN, the better place: a command line is visible to every user of the machine)")
     p.add_argument("--certfile", help="TLS certificate (PEM) to serve wss://")
     p.add_argument("--keyfile", help="TLS private key (PEM)")
     p.add_argument("--max-calls", type=int, default=500, help="concurrent calls before answering 503, in each worker process (default 500)")
@@ -491,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtmf", help='key presses, e.g. "1@2.5,3@6" (DTMF events on Awaaz, tones on Knowlarity)')
     p.add_argument("--seconds", type=float, default=10.0, help="hang up after this long unless the engine ends first")
     p.add_argument("--record", help="write what the caller heard to this WAV file")
-    p.add_argument("--token", help="send this shared secret as 'Authorization: Bearer'")
+    p.add_argument("--token", default=_env_token(), help="send this shared secret as 'Authorization: Bearer' (default: $CALLENGINE_TOKEN)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a custom parameter of the call's start message (repeatable)")
     p.add_argument("--caller", help="the caller's number in the start message (default +919800000001)")
     p.add_argument("--called", help="the number called, in the start message (default +918000000002)")

@@ -58,7 +58,7 @@ from . import __version__
 from .listen import HAS_REUSEPORT, bind_shared
 from .shutdown import EXIT_LISTEN, EXIT_OK, EXIT_STUCK, EXIT_USAGE
 
-__all__ = ["supervise", "WorkerChannel", "worker_argv", "next_wait"]
+__all__ = ["supervise", "WorkerChannel", "worker_argv", "worker_env", "next_wait", "SECRET_ENV"]
 
 log = logging.getLogger("callengine.workers")
 listen_log = logging.getLogger("callengine.listening")
@@ -70,6 +70,9 @@ STOP_MARGIN_S = 5.0
 METRICS_PREFIX = "callengine-metrics-"
 #: options the supervisor sets itself for each worker
 _OWN = {"workers", "worker_of", "listen_fd", "port", "help"}
+#: options that reach a worker through its environment, never its command line (which
+#: every user of the machine can read in ``ps``)
+SECRET_ENV = {"token": "CALLENGINE_TOKEN"}
 
 
 def worker_argv(args: argparse.Namespace) -> list[str]:
@@ -81,7 +84,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     add_serve_arguments(parser)
     out: list[str] = []
     for action in parser._actions:
-        if action.dest in _OWN or not hasattr(args, action.dest):
+        if action.dest in _OWN or action.dest in SECRET_ENV or not hasattr(args, action.dest):
             continue
         value = getattr(args, action.dest)
         if not action.option_strings:
@@ -96,6 +99,13 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
         elif value is not None and value != action.default:
             out.append(f"{option}={value}")
     return out
+
+
+def worker_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment entries that carry ``args``' secrets to a worker (see
+    :data:`SECRET_ENV`); an unset secret is removed from the worker's environment, so the
+    worker's default cannot differ from the supervisor's value."""
+    return {env: getattr(args, dest, None) or "" for dest, env in SECRET_ENV.items()}
 
 
 def next_wait(wait_s: float, lived: float) -> float:
@@ -132,6 +142,7 @@ class Supervisor:
         self.args, self.config = args, config
         self.count: int = args.workers
         self.argv = worker_argv(args)
+        self.secrets = worker_env(args)
         self.slots = [_Slot(i + 1) for i in range(self.count)]
         self.reuse_port = HAS_REUSEPORT and os.environ.get("CALLENGINE_NO_REUSEPORT", "") in ("", "0")
         self.sockets: list[socket.socket] = []
@@ -152,6 +163,11 @@ class Supervisor:
         command = [sys.executable, "-m", "callengine", "serve", *self.argv, f"--port={self.port}", f"--worker-of={theirs.fileno()}"]
         command += [f"--listen-fd={fd}" for fd in fds]
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
+        for name, value in self.secrets.items():
+            if value:
+                env[name] = value
+            else:
+                env.pop(name, None)
         try:
             # its own process group: a terminal's SIGINT reaches it once, through us
             slot.proc = subprocess.Popen(command, pass_fds=(theirs.fileno(), *fds), stdin=subprocess.DEVNULL, env=env, process_group=0)

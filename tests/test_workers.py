@@ -24,7 +24,7 @@ from callengine.cli import add_serve_arguments
 from callengine.server import CallServer, ServerConfig
 from callengine.testing.dial import open_dialed_call
 from callengine.testing.provider import default_start
-from callengine.workers import next_wait, worker_argv
+from callengine.workers import next_wait, worker_argv, worker_env
 
 from .cli_agents import echo
 from .serve_process import PY, ServeProcess, start_serve
@@ -81,10 +81,11 @@ def url(sp: ServeProcess) -> str:
     return f"ws://127.0.0.1:{sp.port}/awaaz"
 
 
-async def _hold_call(sp: ServeProcess, call_id: str, calls: dict, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _hold_call(sp: ServeProcess, call_id: str, calls: dict, bearer: str | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """A call that stays up until its entry's "done" event is set (or the engine ends it)."""
     done = trio.Event()
-    async with open_dialed_call(url(sp), "awaaz", start=default_start("awaaz", call_id=call_id)) as sim:
+    headers = [(b"authorization", f"Bearer {bearer}".encode())] if bearer else None
+    async with open_dialed_call(url(sp), "awaaz", start=default_start("awaaz", call_id=call_id), extra_headers=headers) as sim:
         calls[call_id] = (sim, done)
         task_status.started()
         async with trio.open_nursery() as either:
@@ -98,10 +99,10 @@ async def _hold_call(sp: ServeProcess, call_id: str, calls: dict, *, task_status
             either.cancel_scope.deadline = trio.current_time() + 60
 
 
-async def calls_on_both(nursery, sp: ServeProcess, calls: dict, at_most: int = 40) -> dict[str, int]:
+async def calls_on_both(nursery, sp: ServeProcess, calls: dict, at_most: int = 40, bearer: str | None = None) -> dict[str, int]:
     """Open held calls until both workers have at least one; call id -> pid."""
     for i in range(at_most):
-        await nursery.start(_hold_call, sp, f"c{i}", calls)
+        await nursery.start(_hold_call, sp, f"c{i}", calls, bearer)
         await wait_until(lambda: f"c{i}" in served_by(sp))
         if len(set(served_by(sp).values())) == 2 and i >= 3:
             return served_by(sp)
@@ -121,8 +122,24 @@ def test_worker_argv_gives_the_workers_the_same_options():
     ]  # fmt: skip
     args = parser.parse_args(given)
     again = parser.parse_args(worker_argv(args))
-    assert vars(again) == {**vars(args), "workers": 1, "port": 8080}
+    # the token goes by the environment (worker_env), never the command line
+    assert vars(again) == {**vars(args), "workers": 1, "port": 8080, "token": None}
+    assert not any("starts-with-a-dash" in a for a in worker_argv(args))
+    assert worker_env(args) == {"CALLENGINE_TOKEN": "-starts-with-a-dash"}
     assert worker_argv(parser.parse_args(["echo"])) == ["echo"]  # defaults are not repeated
+    assert worker_env(parser.parse_args(["echo"])) == {"CALLENGINE_TOKEN": ""}  # removed
+
+
+def test_the_token_defaults_to_the_environment(monkeypatch):
+    monkeypatch.setenv("CALLENGINE_TOKEN", "from-env")
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args(["echo"]).token == "from-env"
+    assert parser.parse_args(["echo", "--token", "given"]).token == "given"
+    monkeypatch.setenv("CALLENGINE_TOKEN", "")
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args(["echo"]).token is None
 
 
 def test_restart_waits_grow_while_a_worker_keeps_dying_young():
@@ -182,6 +199,26 @@ async def test_two_workers_serve_calls_and_metrics_add_up_across_them(nursery, s
         sp.proc.send_signal(signal.SIGTERM)
         assert await sp.wait(timeout=30) == 0, sp.stderr_text
     assert "Traceback" not in sp.stderr_text
+
+
+async def test_the_token_reaches_the_workers_by_their_environment_not_their_command_line(nursery):
+    secret = "tok-7f3a9c"
+    async with workers(nursery, "echo", "--token", secret, "--drain-grace", "1") as sp:
+        assert len(pids(sp)) == 2
+        for pid in pids(sp):
+            assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            assert f"CALLENGINE_TOKEN={secret}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        # calls with the token are served, by both workers; without it they are refused
+        calls: dict = {}
+        taken = await calls_on_both(nursery, sp, calls, bearer=secret)
+        assert set(taken.values()) == set(pids(sp))
+        for _, done in calls.values():
+            done.set()
+        status, _, _ = await http(sp.port, get("/metrics"))
+        assert status == 401
+        sp.proc.send_signal(signal.SIGTERM)
+        assert await sp.wait(timeout=30) == 0, sp.stderr_text
+    assert secret not in sp.stderr_text + sp.stdout_text
 
 
 async def test_a_killed_worker_ends_only_its_calls_and_is_restarted(nursery):
