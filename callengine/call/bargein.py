@@ -145,10 +145,11 @@ class Analyzer:
                 start = max(seg.start_sample, self._speech_from)  # after a key: its speech only
                 inbox.put_event_nowait(SpeechEnded(seg.at_seconds, (seg.at_sample - start) / seg.sample_rate))
                 self._speech_from = 0
-        if self._key_segment and not self._speech_after_key():
-            return
+        key_tone = self._key_segment and not self._speech_after_key()
         if self._episode is not None:
-            self._follow()
+            self._follow(key_tone)  # a key's tone is not speech: it neither cuts nor keeps the pause
+            return
+        if key_tone:
             return
         if segmenter.current is None or self._segment_done:
             return
@@ -195,12 +196,14 @@ class Analyzer:
         self._key_segment = False
         self._counters.speech_segments += 1
         self._segment_done = False
-        self._run_start = None
-        self._rearm_at = self._speech_from = self._key_to
+        self._speech_from = self._key_to
+        if self._episode is None:  # (a pause being followed keeps counting from its onset)
+            self._run_start = None
+            self._rearm_at = self._key_to
         self._inbox.put_event_nowait(SpeechStarted(self._key_to / self.wire_rate))
         return True
 
-    def _follow(self) -> None:
+    def _follow(self, key_tone: bool = False) -> None:
         """The episode's resolution by the caller's speech, posted once."""
         control = self._control
         episode = self._episode
@@ -210,7 +213,7 @@ class Analyzer:
             self._segment_done = True
             return
         segmenter = self.segmenter
-        last = segmenter.last_speech_sample
+        last = None if key_tone else segmenter.last_speech_sample
         if last is not None and last > self._last_speech:
             self._last_speech = last
         rate = self.wire_rate

@@ -5,12 +5,13 @@ provider."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import trio
 
 from callengine.audio.generate import tone
 from callengine.call.config import CallConfig
-from callengine.events import BargeIn, Clear, Dtmf, SpeechEnded, SpeechStarted
+from callengine.events import Backchannel, BargeIn, Clear, Dtmf, SpeechEnded, SpeechStarted
 from callengine.testing.harness import open_simulated_call
 
 WATCHED = (Dtmf, SpeechStarted, SpeechEnded, BargeIn)
@@ -96,3 +97,39 @@ async def test_speech_then_a_key_inside_it_stays_one_speech_segment(autojump_clo
     kinds = [type(e).__name__ for _, e in events]
     assert kinds.count("SpeechStarted") == 1 and kinds.count("SpeechEnded") == 1, kinds
     assert "Dtmf" in kinds
+
+
+async def test_a_key_during_a_pause_is_not_more_speech(autojump_clock, speech):
+    """Pause mode: a short "haan" pauses the bot; a key pressed while the pause waits for
+    quiet is not more speech (counted as speech it would make the episode long enough to be
+    an interruption): the pause resolves as a backchannel, the bot resumes, the agent gets
+    the key."""
+    samples, onset_in_file = speech
+    events: list = []
+    config = CallConfig(min_speech_ms=200, barge_in_mode="pause", backchannel_max_ms=700, backchannel_resume_ms=600)
+
+    async def agent(call):
+        await call.play(tone(500, 8.0, 16000, dbfs=-15))
+        with trio.move_on_after(8.0):
+            async for ev in call:
+                if isinstance(ev, (*WATCHED, Backchannel)):
+                    events.append(ev)
+                    if isinstance(ev, Backchannel):
+                        resumed_at.append(trio.current_time())
+
+    resumed_at: list[float] = []
+    onset = int(onset_in_file * 8000)
+    haan = samples[onset : onset + int(0.3 * 8000)]
+    async with open_simulated_call(agent, "knowlarity", config, noise_dbfs=LINE_NOISE_DBFS) as sim:
+        await trio.sleep(1.0)
+        sim.provider.say(haan, 8000)
+        sim.provider.say(np.zeros(int(0.35 * 8000), np.int16), 8000)  # past the VAD's hang-over
+        await sim.provider.press("2", duration=0.2)
+        await trio.sleep(3.0)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("SpeechStarted") == 1 and "Dtmf" in kinds and "Backchannel" in kinds, kinds
+    assert "BargeIn" not in kinds, kinds
+    assert sim.report.stats.barge_ins == 0
+    # on time: the key's tone did not hold the resume back until its own segment ended
+    haan_end = 1.0 + 0.3
+    assert resumed_at[0] <= haan_end + 0.6 + 0.1, resumed_at
