@@ -205,6 +205,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-message-size", type=int, default=256 * 1024, help="largest inbound message in bytes (default 262144)")
     p.add_argument("--lead-ms", type=float, help="audio kept queued at the provider (default: 100 Awaaz, 400 Knowlarity)")
     p.add_argument("--chunk-ms", type=float, help="outbound message duration (default: 20 Awaaz, 200 Knowlarity clips)")
+    p.add_argument("--start-delay-ms", type=float, help="how long the provider takes to start audio that arrives while nothing plays; the playout counts it (default: 0, 100 for Knowlarity's utterance clips)")
     p.add_argument("--barge-in", dest="barge_in", action="store_true", default=True, help="stop playback when the caller talks (default)")
     p.add_argument("--no-barge-in", dest="barge_in", action="store_false", help="never stop playback for the caller's speech")
     p.add_argument("--min-speech-ms", type=float, default=200.0, help="speech needed before a barge-in (default 200)")
@@ -255,6 +256,7 @@ def server_config_from_args(args: argparse.Namespace):
         agent_rate=args.agent_rate,
         lead_ms=args.lead_ms,
         chunk_ms=args.chunk_ms,
+        start_delay_ms=args.start_delay_ms,
         barge_in=args.barge_in,
         min_speech_ms=args.min_speech_ms,
         barge_in_mode=args.barge_in_mode,

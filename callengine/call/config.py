@@ -18,6 +18,11 @@ def _positive_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: f
         raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 
+def _non_negative_or_none(instance: Any, attribute: "attrs.Attribute[Any]", value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be 0 or more, got {value}")
+
+
 def _positive(instance: Any, attribute: "attrs.Attribute[Any]", value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
@@ -38,6 +43,7 @@ class Pacing:
 
     chunk_s: float
     lead_s: float
+    start_delay_s: float = 0.0
 
 
 @attrs.frozen
@@ -53,6 +59,10 @@ class CallConfig:
       whole number of frames where the provider takes only whole frames (Awaaz's 20 ms with
       ``whole_frames`` on); at most the clip cap where it takes one clip at a time
       (Knowlarity ``clips="utterance"``).
+      ``start_delay_ms``: how long the provider takes to start playing audio that arrives
+      while nothing plays (None: the provider's default, 0 except Knowlarity's utterance
+      clips, 100). The playout counts it: with one clip in flight the next clip waits for
+      it, so a provider that cuts the playing clip for a new one never cuts audio.
     Barge-in:
       ``barge_in``: clear playback when the caller talks over the bot (the agent can change
       it per call with ``call.barge_in``). ``min_speech_ms``: speech needed before it counts.
@@ -95,6 +105,7 @@ class CallConfig:
     agent_rate: int = 16000
     lead_ms: float | None = attrs.field(default=None, validator=_positive_or_none)
     chunk_ms: float | None = attrs.field(default=None, validator=_positive_or_none)
+    start_delay_ms: float | None = attrs.field(default=None, validator=_non_negative_or_none)
     barge_in: bool = True
     min_speech_ms: float = 200.0
     barge_in_mode: str = attrs.field(default="cut", validator=_barge_in_mode)
@@ -184,7 +195,8 @@ class CallConfig:
                 f"option clip_ms) of clips=utterance, where each clip must go out as one message: lower "
                 f"--chunk-ms or raise clip_ms"
             )
-        return Pacing(chunk_s=chunk_ms / 1000, lead_s=lead_ms / 1000)
+        start_delay_ms = self.start_delay_ms if self.start_delay_ms is not None else capabilities.start_delay_ms
+        return Pacing(chunk_s=chunk_ms / 1000, lead_s=lead_ms / 1000, start_delay_s=start_delay_ms / 1000)
 
 
 def _lead_below_chunk(lead_ms: float, chunk_ms: float, provider: str) -> str:

@@ -285,8 +285,11 @@ class Control:
 class PlayoutLedger:
     """The provider's playout clock as the engine believes it."""
 
-    def __init__(self, lead: float, *, gaps_expected: bool = False) -> None:
+    def __init__(self, lead: float, *, gaps_expected: bool = False, start_delay: float = 0.0) -> None:
         self.lead = lead
+        # the provider starts audio that arrives while nothing plays this long after it
+        # arrives (Capabilities.start_delay_ms)
+        self.start_delay = start_delay
         # one clip in flight: each clip goes out once the previous one has played, so the
         # provider runs dry between clips by design (for as long as the writer takes to wake
         # up), which is not an underrun
@@ -325,10 +328,11 @@ class PlayoutLedger:
         audio was ready before the provider ran dry; it is starvation when a streaming
         playback's audio came late; a new playback after silence is neither.
         """
-        start = max(now, self.play_end)
-        gap = now - self.play_end
+        arrives = now + self.start_delay  # when the provider can start it
+        start = max(arrives, self.play_end)
+        gap = arrives - self.play_end
         if gap > 1e-6 and self.play_end != float("-inf") and not self.gaps_expected:
-            if ready_at <= self.play_end + 1e-6:
+            if ready_at + self.start_delay <= self.play_end + 1e-6:
                 self.underruns += 1
                 self.underrun_seconds += gap
             elif playback.segments:

@@ -111,6 +111,7 @@ class Playout:
         frame_s: float = 0.0,
         min_chunk_bytes: int = 0,
         one_clip_in_flight: bool = False,
+        start_delay_s: float = 0.0,
         on_mark: Callable[[MarkPoint], None] = lambda mark: None,
     ) -> None:
         if lead_s < chunk_s:
@@ -123,7 +124,7 @@ class Playout:
         # Capabilities.one_clip_in_flight: a provider whose application may cut the clip
         # playing gets the next clip only once the ledger says the previous one has played
         self.one_clip_in_flight = one_clip_in_flight
-        self.ledger = PlayoutLedger(lead_s, gaps_expected=one_clip_in_flight)
+        self.ledger = PlayoutLedger(lead_s, gaps_expected=one_clip_in_flight, start_delay=start_delay_s)
         self.outbox: deque[OutboxItem] = deque()
         self.mark_echo = mark_echo
         self.clear_flushes = clear_flushes

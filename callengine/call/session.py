@@ -91,6 +91,7 @@ class CallSession:
         pacing = cfg.pacing(caps, self.provider)
         self.chunk_s = pacing.chunk_s
         self.lead_s = pacing.lead_s
+        self.start_delay_s = pacing.start_delay_s
         self._pending: deque[WireMessage] = deque(pending_messages or ())
         self._after_start: list[Event] = []  # events decoded with the start, for the reader
         self._io_scope = trio.CancelScope()
@@ -108,6 +109,7 @@ class CallSession:
             frame_s=caps.frame_ms / 1000,
             min_chunk_bytes=caps.min_chunk_bytes,
             one_clip_in_flight=caps.one_clip_in_flight,
+            start_delay_s=pacing.start_delay_s,
             on_mark=self._on_mark,
         )
         self.info: CallInfo | None = None

@@ -62,6 +62,10 @@ class Capabilities:
     engine's playout sends an audio message only once everything sent before it has played
     by the ledger, sends a playback as one message (up to ``chunk_ms``, which is then the
     clip cap) and never flushes part of a streaming playback early.
+    ``start_delay_ms``: how long after an audio message arrives the provider starts playing
+    it when nothing is playing (an application that plays each clip as a file takes a
+    moment to start it). The engine's ledger counts it, so a clip of one clip in flight
+    goes out only once the one before has really ended, and marks fall when the audio does.
     """
 
     clear: bool
@@ -79,6 +83,7 @@ class Capabilities:
     min_chunk_bytes: int = 0
     max_chunk_bytes: int = 0
     clear_ack: bool = False
+    start_delay_ms: float = 0.0
 
 
 class Codec:

@@ -240,6 +240,10 @@ class KnowlarityCodec(TableCodec):
             lead_ms=clip_ms if one_clip else 2 * clip_ms,
             clear=self.kill_audio,
             one_clip_in_flight=one_clip,
+            # FreeSWITCH writes each clip to a file and starts playing it: how long that
+            # takes on Knowlarity is unknown. Where a new clip may cut the playing one,
+            # 100 ms of margin per clip costs a little silence and protects the words.
+            start_delay_ms=100.0 if one_clip else 0.0,
         )
 
         self._rate = self.default_rate

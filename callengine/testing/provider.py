@@ -103,7 +103,10 @@ class SimulatedProvider:
     PROVIDER-role codec, e.g. ``{"wav_wrap": False}`` for an Awaaz account that plays raw PCM,
     except ``quirks``: odd messages real providers send, played on request (names in
     :mod:`callengine.testing.quirks`), e.g. ``{"quirks": {"bom", "binary-json"}}``. ``close_after_hangup``: close the socket on a hang-up or
-    transfer message (Knowlarity), after ``close_delay`` seconds.
+    transfer message (Knowlarity), after ``close_delay`` seconds. ``start_delay_ms``: audio
+    that arrives while nothing plays starts this long after it arrives (an application that
+    writes each clip to a file and then plays it); with ``new_audio_cuts`` the playing clip
+    stops when the next one arrives, which starts that much later.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class SimulatedProvider:
         noise_dbfs: float | None = None,
         codec_options: dict | None = None,
         new_audio_cuts: bool = False,
+        start_delay_ms: float = 0.0,
     ) -> None:
         options = dict(codec_options or {})
         # "quirks" is the simulator's (odd messages it sends, see .quirks); the rest is the codec's
@@ -141,6 +145,7 @@ class SimulatedProvider:
         self.close_delay = close_delay
         self.noise_dbfs = noise_dbfs
         self.new_audio_cuts = new_audio_cuts
+        self.start_delay = start_delay_ms / 1000
         self._rng = np.random.default_rng(1)
         # microphone
         self._mic: deque[np.ndarray] = deque()
@@ -325,18 +330,19 @@ class SimulatedProvider:
         assert self.t0 is not None  # set by run() before anything is received
         self.received.append((self.now(), cmd))
         if isinstance(cmd, PlayAudio):
-            if self.new_audio_cuts and self.play_end > now:
-                # an application that plays each clip as a file and cuts the one playing
-                # for the next (jambonz's unless queuePlay; maybe Knowlarity's)
+            begin = now + self.start_delay  # the soonest this audio can start
+            if self.new_audio_cuts and self.play_end > now + 1e-9:
+                # an application that plays each clip as a file and stops the one playing
+                # when the next arrives (jambonz's unless queuePlay; maybe Knowlarity's)
                 self._note("cut", f"{(self.play_end - now) * 1000:.0f} ms of the playing clip lost")
                 self._truncate(now)
-            start = max(now, self.play_end)
+            start = max(begin, self.play_end)
             # contiguous within 1 us: on the real clock (trio offsets it by up to 2e5 s)
             # summed chunk durations drift by ~1e-9 s over a few seconds
             if self.heard and abs(self.heard[-1].end - (start - self.t0)) < 1e-6 and self.heard[-1].sample_rate == cmd.sample_rate:
                 self.heard[-1].pcm += cmd.pcm
             else:
-                gap = now - self.play_end
+                gap = begin - self.play_end
                 if self.play_end == -math.inf or gap > 0.25:
                     self._note("play", "bot audio starts")
                 elif gap > 1e-6:

@@ -13,7 +13,7 @@ from callengine.call.playout import MarkPoint, MarkState, Playout, PlaybackAudio
 RATE = 8000
 
 
-def plan(chunk_s: float, lead_s: float, *, frame_s: float = 0.0, one_clip: bool = False) -> Playout:
+def plan(chunk_s: float, lead_s: float, *, frame_s: float = 0.0, one_clip: bool = False, start_delay_s: float = 0.0) -> Playout:
     return Playout(
         chunk_s,
         lead_s,
@@ -23,6 +23,7 @@ def plan(chunk_s: float, lead_s: float, *, frame_s: float = 0.0, one_clip: bool 
         hangup_timeout_s=5.0,
         frame_s=frame_s,
         one_clip_in_flight=one_clip,
+        start_delay_s=start_delay_s,
     )
 
 
@@ -196,3 +197,29 @@ def test_the_gap_between_clips_is_not_counted_as_an_underrun_with_one_clip_in_fl
         p.ledger.record(first, 0.0, 1.0, ready_at=0.0)
         p.ledger.record(second, 1.003, 0.5, ready_at=0.0)
         assert p.ledger.underruns == underruns
+
+
+# --- the provider's start delay -----------------------------------------------------------
+
+
+def test_with_one_clip_in_flight_the_next_clip_waits_for_the_start_delay():
+    p = plan(5.0, 5.0, one_clip=True, start_delay_s=0.1)
+    a, b = playback(p, ramp(1.2)), playback(p, ramp(0.7))
+    mark = MarkPoint("end")
+    p.add(mark)
+    sent = run(p, 0.0, 10.0)
+    # a starts 0.1 s after it went out and ends at 1.3: b goes out then, and plays from 1.4
+    assert [(round(t, 9), s.playback) for t, s in sent] == [(0.0, a), (1.3, b)]
+    assert a.segments == [(pytest.approx(0.1), pytest.approx(1.2))]
+    assert b.segments == [(pytest.approx(1.4), pytest.approx(0.7))]
+    assert mark.due == pytest.approx(2.1)  # when b's last sample has played
+    assert p.ledger.underruns == 0
+
+
+def test_a_queueing_provider_plays_back_to_back_and_only_the_first_chunk_waits():
+    p = plan(0.2, 0.4, start_delay_s=0.05)
+    pb = playback(p, ramp(1.0))
+    run(p, 0.0, 10.0)
+    assert pb.segments == [(pytest.approx(0.05), pytest.approx(1.0))]  # one run: no gaps
+    assert p.ledger.underruns == 0
+    assert pb.played_seconds(0.55) == pytest.approx(0.5)

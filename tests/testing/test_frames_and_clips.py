@@ -141,9 +141,44 @@ async def test_knowlarity_utterance_mode_with_an_application_that_queues(autojum
     clips = _clips(sim)
     assert [c.duration for c in clips] == [pytest.approx(s) for s in SHORT_PLAYBACKS]  # one clip per playback
     assert sim.provider.heard_seconds() == pytest.approx(sum(SHORT_PLAYBACKS), abs=1e-6)
-    # each clip was sent when the one before it had played: never two at the provider
+    # each clip was sent when the one before it had played, plus the 100 ms the engine
+    # allows by default for the provider to start a clip: never two at the provider
     sent_at = [t for t, c in sim.provider.received if isinstance(c, PlayAudio)]
-    assert np.diff(sent_at) == pytest.approx(list(SHORT_PLAYBACKS[:-1]), abs=1e-6)
+    assert np.diff(sent_at) == pytest.approx([s + 0.1 for s in SHORT_PLAYBACKS[:-1]], abs=1e-6)
+
+
+@pytest.mark.parametrize("engine_delay_ms", [0, None, 60])
+async def test_knowlarity_utterance_mode_against_an_application_slow_to_start_a_clip(autojump_clock, engine_delay_ms):
+    """An application that cuts the playing clip for a new one and takes 60 ms to start
+    each clip: an engine that assumes clips start on arrival (start_delay_ms=0) sends each
+    next clip 60 ms before the one playing has ended, and the caller loses the end of every
+    clip; the default (100 ms) or the true delay loses nothing, and the marks fall when
+    the audio has really played."""
+    marks: list[float] = []
+
+    async def agent(call):
+        call.barge_in = False
+        for i, seconds in enumerate(SHORT_PLAYBACKS):
+            await call.play(tone(300 + 200 * i, seconds, 16000), 16000)
+        handle = await call.mark("end")
+        await handle.wait()
+        marks.append(trio.current_time())
+
+    config = CallConfig(start_delay_ms=engine_delay_ms)
+    async with open_simulated_call(
+        agent, "knowlarity", config, codec_options={"clips": "utterance"}, new_audio_cuts=True, start_delay_ms=60
+    ) as sim:
+        pass
+    cuts = [e for e in sim.provider.timeline if e.kind == "cut"]
+    heard = sim.provider.heard_seconds()
+    if engine_delay_ms == 0:
+        assert len(cuts) == len(SHORT_PLAYBACKS) - 1
+        assert heard == pytest.approx(sum(SHORT_PLAYBACKS) - 0.06 * len(cuts), abs=1e-3)
+    else:
+        assert not cuts and heard == pytest.approx(sum(SHORT_PLAYBACKS), abs=1e-6)
+        last = sim.provider.heard[-1]
+        # the mark is reached no sooner than the caller heard the last sample
+        assert marks[0] >= sim.provider.t0 + last.end - 1e-6
 
 
 async def test_knowlarity_utterance_mode_caps_a_long_playback_and_nothing_is_cut(autojump_clock):
@@ -159,8 +194,10 @@ async def test_knowlarity_utterance_mode_caps_a_long_playback_and_nothing_is_cut
 
 
 async def test_knowlarity_utterance_mode_kill_audio_during_a_long_clip(autojump_clock):
-    """A barge-in 1.5 s into a 4 s clip: killAudio stops it, played_ms is what played until
-    then, the mark after it is cleared, and the next playback goes out at once."""
+    """A barge-in 1.5 s after a 4 s clip went out, which the provider started 100 ms after
+    it arrived (as the engine assumes by default in utterance mode): killAudio stops it,
+    played_ms is what played until then, the mark after it is cleared, and the next
+    playback goes out at once."""
     results, marks = [], []
 
     async def agent(call):
@@ -173,12 +210,14 @@ async def test_knowlarity_utterance_mode_kill_audio_during_a_long_clip(autojump_
         marks.append(await mark.wait())
         results.append(await (await call.play(tone(660, 0.5, 16000), 16000)).wait())
 
-    async with open_simulated_call(agent, "knowlarity", codec_options={"clips": "utterance"}, new_audio_cuts=True) as sim:
+    async with open_simulated_call(
+        agent, "knowlarity", codec_options={"clips": "utterance"}, new_audio_cuts=True, start_delay_ms=100
+    ) as sim:
         pass
-    assert [(r.interrupted, r.played_ms) for r in results] == [(True, pytest.approx(1500)), (False, pytest.approx(500))]
+    assert [(r.interrupted, r.played_ms) for r in results] == [(True, pytest.approx(1400)), (False, pytest.approx(500))]
     assert [m.value for m in marks] == ["cleared"]
     assert len(sim.provider.clears) == 1
-    assert sim.provider.heard_seconds() == pytest.approx(2.0, abs=1e-6)
+    assert sim.provider.heard_seconds() == pytest.approx(1.9, abs=1e-6)
 
 
 async def test_knowlarity_utterance_mode_sends_a_streaming_playback_when_it_is_closed(autojump_clock):
