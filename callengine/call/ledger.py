@@ -65,8 +65,9 @@ class PlaybackAudio:
 
     # --- fed from the agent's side --------------------------------------------------
 
-    def feed(self, pcm: bytes, now: float) -> None:
-        """Append outbound-rate PCM, cut into chunks (the last partial one waits for more)."""
+    def feed(self, pcm: bytes, now: float) -> int:
+        """Append outbound-rate PCM, cut into chunks (the last partial one waits for more).
+        Returns how many chunks became ready to send."""
         self._partial += pcm
         n = self._bytes_per_chunk
         whole = len(self._partial) - len(self._partial) % n
@@ -76,6 +77,7 @@ class PlaybackAudio:
         del self._partial[:whole]
         self.total_seconds += len(pcm) / (2 * self.rate)
         self.ready_at = now
+        return whole // n
 
     def finish(self) -> None:
         if 2 <= len(self._partial) < self._min_bytes and self._unsent:

@@ -135,18 +135,23 @@ class AgentPort:
         return pb
 
     @staticmethod
-    def _feed(pb: Playback, pcm: bytes, now: float) -> None:
+    def _feed(pb: Playback, pcm: bytes, now: float) -> int:
         resampler = pb.resampler
         if resampler is not None and not resampler.passthrough:
             pcm = resampler.process(pcm).astype("<i2", copy=False).tobytes()
-        pb.feed(pcm, now)
+        return pb.feed(pcm, now)
 
     def extend_audio(self, pb: Playback, audio: Any) -> None:
         if pb.done or not pb.open:
             return  # cleared or finished: the rest of a cut playback is dropped
         self._check_open()
-        self._feed(pb, as_pcm16(audio), trio.current_time())
-        self._writer.poke()
+        had_partial = pb.has_partial
+        if self._feed(pb, as_pcm16(audio), trio.current_time()) or not had_partial:
+            # a chunk to send, or a partial one the writer must plan a flush for. More
+            # audio for a partial chunk it already knows of only moves that flush later,
+            # which the writer finds when it wakes for the earlier one: on Knowlarity's
+            # 200 ms clips this saves it nine wake-ups in ten frames.
+            self._writer.poke()
 
     def finish_audio(self, pb: Playback) -> None:
         if pb.open and not pb.done:

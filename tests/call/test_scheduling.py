@@ -82,6 +82,39 @@ async def test_over_a_socket_each_call_task_takes_one_step_per_frame():
         assert counter.steps[task] / frames <= 1.1, (task, dict(counter.steps))
 
 
+async def test_on_knowlarity_the_writer_wakes_about_once_per_clip_not_per_frame():
+    """Knowlarity gets 200 ms clips: the echo's 20 ms writes fill a partial clip nine
+    frames in ten, and the writer is not woken for those (it already planned the partial's
+    flush); reader and agent still take one step per frame."""
+    counter = StepCounter()
+    calls, window = 3, 1.0
+    server = CallServer(echo, ServerConfig(port=0, loop_watchdog_s=None, call=CallConfig(agent_rate=16000, barge_in=False, inband_dtmf=False)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        generator = LoadGenerator(
+            LoadConfig(url=f"ws://127.0.0.1:{server.port}/knowlarity", provider="knowlarity", calls=calls, seconds=2.5, ramp=0.1)
+        )
+
+        async def count() -> None:
+            await trio.sleep(1.0)
+            trio.lowlevel.add_instrument(counter)
+            counter.on = True
+            await trio.sleep(window)
+            counter.on = False
+            trio.lowlevel.remove_instrument(counter)
+
+        nursery.start_soon(count)
+        result = await generator.run()
+        nursery.cancel_scope.cancel()
+    assert result.ok, result.format_table()
+    frames = calls * window / 0.020
+    for task in ("reader", "agent"):
+        assert counter.steps[task] / frames <= 1.1, (task, dict(counter.steps))
+    # one send per clip, plus a wake-up per clip for the partial's planned flush (which
+    # finds it grown): 2 per 10 frames, against 1 per frame when every write woke it
+    assert counter.steps["writer"] / frames <= 0.3, dict(counter.steps)
+
+
 async def test_an_agent_that_only_writes_still_yields(autojump_clock):
     """play/mark/write skip their schedule point only when the agent has just yielded: one
     that writes in a loop without awaiting anything else yields every WORK_BETWEEN_YIELDS
