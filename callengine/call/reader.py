@@ -25,7 +25,7 @@ import trio
 from ..errors import CloseCode, RemoteProtocolError
 from ..events import CallerAudio, CallStopped, Connected, Dtmf, Event, MarkEchoed, UnknownMessage
 from ..protocols.base import Codec, WireMessage
-from .bargein import Analyzer
+from .analyzer import Analyzer
 from .causes import Counters, EndCause
 from .inbox import Inbox
 from .playout import Playout

@@ -31,7 +31,8 @@ from ..events import CallStarted, Event, MarkCleared, MarkReached, UnknownMessag
 from ..protocols.base import Codec, WireMessage
 from .agent import Agent, AgentRunner
 from .api import Call, CallInfo
-from .bargein import Analyzer, BargeInControl
+from .analyzer import Analyzer
+from .bargein import BargeInControl
 from .causes import CallReport, CallStatistics, ControlKind, Counters, EndCause
 from .config import CallConfig
 from .inbox import Inbox
