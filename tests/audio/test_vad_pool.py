@@ -12,7 +12,7 @@ import gc
 import numpy as np
 import pytest
 
-from callengine.audio import vad as vad_module
+from callengine.audio import vad_models as vad_module  # the pool's home: where SileroVad reads it
 from callengine.audio.vad import EnergyVad, SileroVad, SpeechSegmenter, WebRtcVad, make_vad
 from tests.audio.test_vad import noisy_corpus, run_segmenter
 
