@@ -16,7 +16,9 @@ scripts/bench_servers.py):
   scripts/bare_echo_websockets.py (websockets' asyncio server), picows:
   scripts/bare_echo_picows.py; all three share scripts/echo_handling.py (parse,
   base64-decode, WAV-wrap, re-encode, send back; nothing else) and differ only in the
-  WebSocket library. ``--servers all`` = engine,bare,websockets,picows.
+  WebSocket library. ``--servers all`` = engine,bare,websockets,picows. ``trio-floor`` and
+  ``trio-floor3`` (scripts/bare_echo_trio_floor.py) are the same handling with the least
+  Trio can spend around it, in one task per call and in the engine's three tasks.
 
 ``--provider awaaz`` (default) sends Awaaz JSON media frames (8 kHz) and gets Awaaz media
 messages back; ``--provider knowlarity`` sends mod_audio_fork's metadata text frame, then
@@ -145,7 +147,7 @@ def parse_args() -> argparse.Namespace:
         help="pin the server under test to the first CPU and the load generators to the others, so that the "
         "server never waits for a core the generators hold (it then measures the server, not the scheduler)",
     )
-    p.add_argument("--servers", default="engine,bare", help=f"which servers to sweep: engine, bare (trio-websocket), websockets, picows, baseline, engine-wN (the engine with --workers N); 'all' = {ALL_SERVERS} (default engine,bare)")
+    p.add_argument("--servers", default="engine,bare", help=f"which servers to sweep: engine, bare (trio-websocket), websockets, picows, trio-floor, trio-floor3, baseline, engine-wN (the engine with --workers N); 'all' = {ALL_SERVERS} (default engine,bare)")
     p.add_argument("--baseline-tree", help="a checkout of another commit: its engine runs as the 'baseline' server, with this tree's load generator")
     p.add_argument("--runs", type=int, default=1, help="repeat the whole alternating sweep this many times and report the medians (default 1)")
     p.add_argument("--wait-quiet", type=float, default=10.0, help="before each step, wait up to this long for other processes to go under 25%% of a core (default 10 s; 0: never wait)")

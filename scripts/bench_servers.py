@@ -10,6 +10,9 @@ Server kinds (``--servers``):
 * ``bare``: scripts/bare_echo_server.py (trio-websocket, the engine's own WebSocket library);
 * ``websockets``: scripts/bare_echo_websockets.py (websockets' asyncio server);
 * ``picows``: scripts/bare_echo_picows.py (picows);
+* ``trio-floor``, ``trio-floor3``: scripts/bare_echo_trio_floor.py, the least Trio can spend
+  per frame (direct descriptor I/O, websockets' sans-I/O frames), with one task per call and
+  with the engine's reader, agent and writer tasks and nothing of its work;
 * ``engine-talk``: ``callengine serve scripts.bench_agent:agent --agent-rate R`` (barge-in on,
   the engine's default), for the talk row.
 
@@ -32,7 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-BARE_SCRIPTS = {"bare": "bare_echo_server.py", "websockets": "bare_echo_websockets.py", "picows": "bare_echo_picows.py"}
+BARE_SCRIPTS = {
+    "bare": "bare_echo_server.py",
+    "websockets": "bare_echo_websockets.py",
+    "picows": "bare_echo_picows.py",
+    "trio-floor": "bare_echo_trio_floor.py",
+    "trio-floor3": "bare_echo_trio_floor.py",
+}
+#: a bare server's arguments beyond --port
+BARE_ARGS = {"trio-floor": ["--tasks", "1"], "trio-floor3": ["--tasks", "3"]}
 WIRE_RATE = {"awaaz": 8000, "knowlarity": 16000}
 #: another checkout whose engine runs as the "baseline" server (--baseline-tree)
 BASELINE_TREE: Path | None = None
@@ -47,7 +58,7 @@ def valid_kind(kind: str) -> bool:
 def describe(kind: str, provider: str) -> str:
     rate = WIRE_RATE[provider]
     if kind in BARE_SCRIPTS:
-        return f"scripts/{BARE_SCRIPTS[kind]}"
+        return " ".join([f"scripts/{BARE_SCRIPTS[kind]}", *BARE_ARGS.get(kind, [])])
     if kind == "baseline":
         return f"callengine serve echo, agent rate {rate}, from {BASELINE_TREE}"
     if kind == "engine-talk":
@@ -199,7 +210,7 @@ signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
 def server_command(kind: str, port: int, provider: str = "awaaz", profile: str | None = None) -> list[str]:
     rate = WIRE_RATE[provider]
     if kind in BARE_SCRIPTS:
-        argv = [str(ROOT / "scripts" / BARE_SCRIPTS[kind]), "--port", str(port)]
+        argv = [str(ROOT / "scripts" / BARE_SCRIPTS[kind]), "--port", str(port), *BARE_ARGS.get(kind, [])]
         if not profile:
             return [PY, *argv]
         run = f"sys.argv = {argv!r}\nsys.path.insert(0, {str(ROOT / 'scripts')!r})\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
