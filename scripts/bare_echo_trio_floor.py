@@ -29,11 +29,10 @@ import signal
 import sys
 
 import trio
+from echo_handling import KNOWLARITY_SUBPROTOCOL, MAX_MESSAGE, EchoSession, tune_gc
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
-
-from echo_handling import KNOWLARITY_SUBPROTOCOL, MAX_MESSAGE, EchoSession, tune_gc
 
 READ_SIZE = 65536
 
