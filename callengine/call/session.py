@@ -10,7 +10,8 @@
               agent its cleanup grace, and report it as stuck if it does not exit
 
 The tasks live in their own modules (:mod:`.reader`, :mod:`.writer`, :mod:`.bargein`, the
-agent behind :mod:`.port`); the arithmetic between them is in :mod:`.playout`, with no trio.
+agent behind :mod:`.port`), built and connected by :mod:`.wiring`; the arithmetic between
+them is in :mod:`.playout`, with no trio.
 Nothing is sent after the end.
 """
 
@@ -23,9 +24,6 @@ from typing import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from ..audio.dtmf import DtmfDetector
-from ..audio.resample import StreamResampler
-from ..audio.vad import EnergyVad, SpeechSegmenter, VoiceActivityDetector, make_vad
 from ..errors import CloseCode, ProtocolError
 from ..events import CallStarted, Event, MarkCleared, MarkReached, UnknownMessage
 from ..protocols.base import Codec, WireMessage
@@ -40,9 +38,10 @@ from .logcontext import current_call, install_record_factory
 from .playout import MarkPoint, MarkState, Playout
 from .port import AgentPort, ClosedPort
 from .recording import CallRecording, recording_path
-from .reader import Reader, TokenBucket, log_unknown
+from .reader import Reader, log_unknown
 from .state import CallState
 from .transport import Transport, TransportClosed
+from .wiring import make_call_vad, wire_call
 from .writer import Writer
 
 #: Hang-up or transfer a call outside its socket (the provider's REST API): called with the
@@ -279,91 +278,16 @@ class CallSession:
         if cfg.record_dir is not None:
             path = recording_path(cfg.record_dir, self.provider, started.call_id or started.stream_id)
             self.recording = CallRecording(path, wire_rate, t0=trio.current_time())
-        detector = await self._make_vad(wire_rate)
-        inband = cfg.inband_dtmf if cfg.inband_dtmf is not None else not self.caps.dtmf_events
-        self._writer = writer = Writer(
-            self.transport,
-            self.codec,
-            self.playout,
-            label=label,
-            counters=self.counters,
-            send_timeout_s=cfg.send_timeout_s,
-            keepalive_s=cfg.keepalive_s,
-            end=self._end,
-            ended=lambda: self.state.finalized,
-            on_closed=self._on_transport_closed,
-            remote_control=self._bind_remote(started),
-            remote_timeout_s=cfg.hangup_timeout_s,
-            recording=self.recording,
-        )
-        self._control = control = BargeInControl(
-            writer.request, self.inbox, self.counters, label, self._on_bargein_latency, pause_max_s=cfg.pause_max_s
-        )
-        self._port = port = AgentPort(
-            state=self.state,
-            playout=self.playout,
-            writer=writer,
-            inbox=self.inbox,
-            codec=self.codec,
-            provider=self.provider,
-            inbound_resampler=StreamResampler(wire_rate, cfg.agent_rate, low_latency=True),
-            statistics=self.statistics,
-            cleanup_grace_s=cfg.cleanup_grace_s,
-            barge_in=cfg.barge_in,
-            barge_in_mode=cfg.barge_in_mode,
-            control=control,
-            remote_transfer=self._remote_control is not None,
-        )
-        self._analyzer = Analyzer(
-            SpeechSegmenter(detector),
-            DtmfDetector(sample_rate=wire_rate) if inband else None,
-            wire_rate=wire_rate,
-            min_speech_s=cfg.min_speech_ms / 1000,
-            inbox=self.inbox,
-            counters=self.counters,
-            bot_audible=port.bot_audible,
-            barge_in_enabled=lambda: port.barge_in,
-            control=control,
-            barge_in_mode=lambda: port.barge_in_mode,
-            backchannel_max_s=cfg.backchannel_max_ms / 1000,
-            resume_s=cfg.backchannel_resume_ms / 1000,
-        )
-        self._reader = Reader(
-            self.transport,
-            self.codec,
-            label=label,
-            pending=list(self._pending),
-            pending_events=self._after_start,
-            idle_timeout_s=cfg.idle_timeout_s,
-            inbox=self.inbox,
-            port=port,
-            analyzer=self._analyzer,
-            playout=self.playout,
-            counters=self.counters,
-            control_rate=TokenBucket(cfg.max_control_per_s, 2 * cfg.max_control_per_s, trio.current_time()),
-            end=self._end,
-            on_closed=self._on_transport_closed,
-            recording=self.recording,
-        )
+        detector = await make_call_vad(cfg.vad, wire_rate, label)
+        parts = wire_call(self, started, detector, wire_rate, label)
+        self._writer, self._control, self._port = parts.writer, parts.control, parts.port
+        self._analyzer, self._reader = parts.analyzer, parts.reader
+        port = parts.port
         self._pending.clear()
         self.call = Call(port, info, self.recording)
         self._runner = AgentRunner(self.agent, self.call, port, label=label, done=self._agent_done, end=self.state.end)
         source = getattr(self.codec, "rate_source", "")
         log.info("call started %s caller=%s called=%s wire_rate=%d%s", label, info.caller, info.called, wire_rate, f" (from {source})" if source else "")
-
-    async def _make_vad(self, wire_rate: int) -> VoiceActivityDetector:
-        """The configured detector; the optional ones are built off the event loop (a
-        Silero model takes tens of ms). A detector that cannot be built falls back to the
-        energy VAD with a warning: a missing extra never costs a call."""
-        name = self.config.vad
-        try:
-            if name == "energy" or not _real_clock():
-                # on a test clock a thread would let virtual time run ahead of the call
-                return make_vad(name, sample_rate=wire_rate)
-            return await trio.to_thread.run_sync(lambda: make_vad(name, sample_rate=wire_rate))
-        except (ImportError, ValueError) as exc:
-            log.warning("call %s: VAD %r unavailable at %d Hz (%s); using the energy VAD", self.label, name, wire_rate, exc)
-            return EnergyVad(wire_rate)
 
     async def _run_tasks(self) -> None:
         writer, reader = self._writer, self._reader
@@ -484,10 +408,6 @@ class CallSession:
         self._control = None
         self._port = None
         self._writer = None
-
-
-def _real_clock() -> bool:
-    return type(trio.lowlevel.current_clock()).__name__ == "SystemClock"
 
 
 def _ignore_mark(mark: MarkPoint) -> None:
