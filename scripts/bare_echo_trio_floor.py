@@ -4,9 +4,9 @@
 The same message handling as the other bare servers (scripts/echo_handling.py), with
 everything between it and the socket cut to what Trio cannot do without:
 
-* a raw ``trio.socket`` listener; the descriptor is read and written directly
-  (``os.read``/``os.write``, ``wait_readable``/``wait_writable`` only on EAGAIN), as the
-  engine's own connection does (callengine/call/sockio.py), so no SocketStream trips;
+* a raw ``trio.socket`` listener; the descriptor is read and written directly by the
+  engine's own functions (callengine/call/sockio.py: ``wait_readable``/``wait_writable``
+  only on EAGAIN), so no SocketStream trips;
 * the HTTP upgrade and the frames by the ``websockets`` library's sans-I/O protocol (the
   engine's frame layer too);
 * ``--tasks 1`` (the default): one task per connection reads, parses, handles, frames and
@@ -15,7 +15,8 @@ everything between it and the socket cut to what Trio cannot do without:
   ``send_nowait`` into a memory channel), an agent task (the handling) and a writer task
   (frame, write), talking over two memory channels, in one nursery per call.
 
-No pacing, no ledger, no VAD, no marks. Whatever a Trio engine with reader, agent and
+No pacing, no ledger, no VAD, no marks; fragmented messages are not put together (the load
+generator sends whole messages). Whatever a Trio engine with reader, agent and
 writer tasks does per frame costs at least what ``--tasks 3`` costs.
 
     python scripts/bare_echo_trio_floor.py --port 8093 [--tasks 3]
@@ -24,7 +25,6 @@ writer tasks does per frame costs at least what ``--tasks 3`` costs.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
@@ -34,25 +34,18 @@ from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from callengine.call.sockio import receive_some, send_all
+
 READ_SIZE = 65536
 
 
 async def read_some(sock: trio.socket.SocketType) -> bytes:
-    while True:
-        try:
-            return os.read(sock.fileno(), READ_SIZE)
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(sock)
+    return (await receive_some(sock, READ_SIZE))[0]
 
 
 async def write_all(sock: trio.socket.SocketType, chunks: list[bytes]) -> None:
     for data in chunks:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(sock.fileno(), view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
+        await send_all(sock, data)
 
 
 def _select(protocol: ServerProtocol, offered) -> str | None:
@@ -167,7 +160,7 @@ async def connection(sock: trio.socket.SocketType, tasks: int) -> None:
             accepted = await handshake(sock)
             if accepted is not None:
                 await (one_task if tasks == 1 else three_tasks)(sock, *accepted)
-        except (OSError, ValueError, trio.WouldBlock, AssertionError):
+        except (OSError, ValueError, trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError, AssertionError):
             return  # this connection only
 
 
