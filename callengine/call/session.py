@@ -249,16 +249,6 @@ class CallSession:
             self._end(EndCause.START_TIMEOUT, CloseCode.PROTOCOL_ERROR, "no start message")
         return None
 
-    def _bind_remote(self, started: CallStarted) -> "Callable[[ControlKind, str], Awaitable[str]] | None":
-        remote = self._remote_control
-        if remote is None:
-            return None
-
-        async def run(kind: ControlKind, target: str) -> str:
-            return await remote(kind, target, started)
-
-        return run
-
     async def _setup(self, started: CallStarted) -> None:
         cfg = self.config
         wire_rate = started.sample_rate or self.codec.inbound_rate

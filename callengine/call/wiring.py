@@ -7,7 +7,7 @@ builds them, so that the session reads as the lifecycle it is.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import attrs
 import trio
@@ -16,6 +16,7 @@ from ..audio.dtmf import DtmfDetector
 from ..audio.resample import StreamResampler
 from ..audio.vad import EnergyVad, SpeechSegmenter, VoiceActivityDetector, make_vad
 from ..events import CallStarted
+from .causes import ControlKind
 from .analyzer import Analyzer
 from .bargein import BargeInControl
 from .port import AgentPort
@@ -23,7 +24,7 @@ from .reader import Reader, TokenBucket
 from .writer import Writer
 
 if TYPE_CHECKING:
-    from .session import CallSession
+    from .session import CallSession, RemoteControl
 
 __all__ = ["CallParts", "wire_call", "make_call_vad"]
 
@@ -55,7 +56,7 @@ def wire_call(session: "CallSession", started: CallStarted, detector: VoiceActiv
         end=session._end,
         ended=lambda: session.state.finalized,
         on_closed=session._on_transport_closed,
-        remote_control=session._bind_remote(started),
+        remote_control=_bind_remote(session._remote_control, started),
         remote_timeout_s=cfg.hangup_timeout_s,
         recording=session.recording,
     )
@@ -109,6 +110,18 @@ def wire_call(session: "CallSession", started: CallStarted, detector: VoiceActiv
         recording=session.recording,
     )
     return CallParts(writer, control, port, analyzer, reader)
+
+
+def _bind_remote(remote: "RemoteControl | None", started: CallStarted) -> "Callable[[ControlKind, str], Awaitable[str]] | None":
+    """The server's remote control (hang-up, transfer through the provider's API) for this
+    call: the writer names the kind and the target, the start message is bound here."""
+    if remote is None:
+        return None
+
+    async def run(kind: ControlKind, target: str) -> str:
+        return await remote(kind, target, started)
+
+    return run
 
 
 async def make_call_vad(name: str, wire_rate: int, label: str) -> VoiceActivityDetector:
